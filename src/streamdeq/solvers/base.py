@@ -1,0 +1,130 @@
+"""What every fixed-point solver shares: the result type, status codes, residual norms and the
+name registry.
+
+A solver looks for z* = f(z*, *args) where the state z is a list of batch-first tensors (one per
+resolution for an MDEQ, but any list works) and ``args`` are batch-first tensors (or lists of
+tensors, or None) that f needs besides z. The solver owns the batch dimension: it may call f on
+a subset of the rows (samples that have converged stop costing), and then it slices ``args`` with
+the same rows, so f itself never needs to know about stopping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+import torch
+from torch import Tensor
+
+State = list[Tensor]
+FixedPointFn = Callable[..., State]
+
+#: Added to the norm of f(z) in the relative residual so that z = f(z) = 0 is not 0/0.
+REL_EPS = 1e-8
+
+
+class SolverStatus(IntEnum):
+    """Why a sample stopped."""
+
+    CONVERGED = 0  # the residual fell below the tolerance
+    MAX_ITER = 1  # the iteration budget ran out (the normal end of a fixed-budget solve)
+    DIVERGED = 2  # the residual became non-finite or exploded; the start point is returned
+
+
+@dataclass
+class SolverResult:
+    """The outcome of one solve over a batch of B samples.
+
+    Attributes:
+        z: the solution, same shapes as the start point. Never contains NaN/Inf: a diverged
+            sample gets its start point back (Broyden in parity mode: its lowest-residual
+            iterate, as the official code does), with status DIVERGED.
+        abs_trace: (B, K) float32, ||f(z_k) - z_k|| of each iterate z_k that was evaluated, k = 0
+            being the start point. A sample that stopped early repeats its last value.
+        rel_trace: (B, K) float32, the same divided by ||f(z_k)||.
+        iters: (B,) int64, iterations each sample ran (an iteration produces a new iterate).
+        status: (B,) int64 SolverStatus codes.
+        nfev: number of calls of f (each on the whole batch or on its active rows).
+    """
+
+    z: State
+    abs_trace: Tensor
+    rel_trace: Tensor
+    iters: Tensor
+    status: Tensor
+    nfev: int
+
+    @property
+    def abs_residual(self) -> Tensor:
+        """(B,) the last known absolute residual of each sample."""
+        return self._last(self.abs_trace)
+
+    @property
+    def rel_residual(self) -> Tensor:
+        """(B,) the last known relative residual of each sample."""
+        return self._last(self.rel_trace)
+
+    def _last(self, trace: Tensor) -> Tensor:
+        if trace.shape[1] == 0:
+            return torch.full((trace.shape[0],), float("nan"), device=trace.device)
+        return trace[:, -1]
+
+
+class SolverSettingsError(ValueError):
+    """A solver was asked for with an unknown name or an unknown or invalid setting."""
+
+
+# ----------------------------------------------------------------------------- state helpers
+
+
+def batch_size(z: Sequence[Tensor]) -> int:
+    return z[0].shape[0]
+
+
+def flatten(z: Sequence[Tensor]) -> Tensor:
+    """(B, D): the state as one row per sample. Copies; solvers use it only where they must."""
+    bsz = z[0].shape[0]
+    return torch.cat([t.reshape(bsz, -1) for t in z], dim=1)
+
+
+def unflatten(flat: Tensor, like: Sequence[Tensor]) -> State:
+    """Views of ``flat`` (B, D) shaped like ``like`` (without copying)."""
+    out, start = [], 0
+    for t in like:
+        n = t[0].numel()
+        out.append(flat[:, start : start + n].view(flat.shape[0], *t.shape[1:]))
+        start += n
+    return out
+
+
+def sq_norm(z: Sequence[Tensor]) -> Tensor:
+    """(B,) squared L2 norm of each sample across all tensors of the state."""
+    total = None
+    for t in z:
+        s = t.reshape(t.shape[0], -1).float().pow(2).sum(dim=1)
+        total = s if total is None else total + s
+    return total
+
+
+def residual_norms(fz: Sequence[Tensor], z: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    """(B,) absolute ||f(z) - z|| and relative ||f(z) - z|| / ||f(z)|| per sample."""
+    abs_res = sq_norm([a - b for a, b in zip(fz, z, strict=True)]).sqrt()
+    rel_res = abs_res / (sq_norm(fz).sqrt() + REL_EPS)
+    return abs_res, rel_res
+
+
+def select_rows(obj: Any, rows: Tensor | None) -> Any:
+    """``obj`` (a tensor, a list/tuple of them, or None) restricted to batch ``rows``."""
+    if rows is None or obj is None:
+        return obj
+    if isinstance(obj, Tensor):
+        return obj.index_select(0, rows)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(select_rows(o, rows) for o in obj)
+    return obj
+
+
+def zeros_like_state(like: Sequence[Tensor]) -> State:
+    return [torch.zeros_like(t) for t in like]
