@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..errors import SettingsError
+
 State = list[Tensor]
 FixedPointFn = Callable[..., State]
 
@@ -72,7 +74,7 @@ class SolverResult:
         return trace[:, -1]
 
 
-class SolverSettingsError(ValueError):
+class SolverSettingsError(SettingsError):
     """A solver was asked for with an unknown name or an unknown or invalid setting."""
 
 
