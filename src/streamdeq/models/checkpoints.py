@@ -1,0 +1,300 @@
+"""Checkpoints: the official MDEQ format in both directions, and our own safetensors files.
+
+Official state dicts use the same names as our modules except that our head lives under
+``task_head.`` (the official heads sit at the top level), and they carry three redundant copies
+of the equilibrium layer, all recomputed from ``fullstage`` at every official forward pass:
+
+- ``deq.func.*``: the same tensors as ``fullstage.*``;
+- ``fullstage_copy.*`` and ``deq.func_copy.*``: the layer without weight normalisation (a plain
+  ``.weight`` = g * v / ||v|| per conv).
+
+Loading accepts the copies (their shapes are checked, their values ignored: they carry no
+information) but does not require them; exporting writes them so that the official code's strict
+``load_state_dict`` accepts our weights. Any other difference is a
+:class:`CheckpointMismatchError` listing every missing, unexpected and wrongly shaped tensor.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+from ..errors import CheckpointError
+from .config import MDEQConfig
+from .layers import WeightNormConv2d
+from .mdeq import MDEQModel
+
+HEAD_PREFIX = "task_head."
+#: Official prefixes of the redundant copies of ``fullstage``.
+SAME_AS_FULLSTAGE = "deq.func."
+PLAIN_COPIES = ("fullstage_copy.", "deq.func_copy.")
+#: Keys of a wrapping training checkpoint under which the state dict may sit.
+WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
+#: Entries listed per category in a mismatch report before it says "... and N more".
+MAX_LISTED = 12
+SAFETENSORS_FORMAT = "streamdeq.mdeq"
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A state dict whose tensors do not fit the model.
+
+    Attributes:
+        missing: names the model needs that the checkpoint lacks.
+        unexpected: names in the checkpoint the model has no place for.
+        wrong_shape: (name, expected shape, shape found) triples.
+    """
+
+    def __init__(
+        self,
+        missing: list[str],
+        unexpected: list[str],
+        wrong_shape: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
+        source: str = "checkpoint",
+    ) -> None:
+        self.missing = missing
+        self.unexpected = unexpected
+        self.wrong_shape = wrong_shape
+        parts = [
+            _listing("missing", missing),
+            _listing("unexpected", unexpected),
+            _listing(
+                "wrongly shaped",
+                [f"{n} (expected {list(e)}, got {list(g)})" for n, e, g in wrong_shape],
+            ),
+        ]
+        # one line: the command line prints it as is
+        super().__init__(
+            f"{source} does not fit the model: {'; '.join(p for p in parts if p)} "
+            "(was the model built from the same config as the checkpoint?)"
+        )
+
+
+def _listing(title: str, items: list[str]) -> str:
+    if not items:
+        return ""
+    shown = items[:MAX_LISTED]
+    more = f", ... and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""
+    return f"{len(items)} {title}: {', '.join(shown)}{more}"
+
+
+# ----------------------------------------------------------------------------- official format
+
+
+def load_official_mdeq(
+    config_yaml: str | Path,
+    state_dict_path: str | Path | Mapping[str, Tensor],
+    map_location: str | torch.device = "cpu",
+    task: str | None = None,
+) -> MDEQModel:
+    """An :class:`MDEQModel` built from an official experiment yaml, with an official
+    checkpoint loaded key for key; returned in eval mode.
+
+    Args:
+        config_yaml: e.g. ``experiments/cityscapes/seg_mdeq_SMALL.yaml``.
+        state_dict_path: a file saved by the official code (``model.state_dict()`` or a training
+            checkpoint with a ``state_dict`` entry; ``module.``/``model.`` prefixes are fine),
+            or such a mapping already loaded.
+        map_location: device to load onto.
+        task: "segmentation" / "classification"; None infers it from the yaml.
+
+    Raises:
+        CheckpointMismatchError: the checkpoint does not fit the config.
+        CheckpointError: the file cannot be read as a state dict.
+    """
+    model = MDEQModel(MDEQConfig.from_official_yaml(config_yaml, task=task))
+    if isinstance(state_dict_path, Mapping):
+        raw, source = state_dict_path, "state dict"
+    else:
+        raw, source = read_torch_checkpoint(state_dict_path, map_location), str(state_dict_path)
+    load_official_state_dict(model, raw, source=source)
+    return model.to(map_location).eval()
+
+
+def load_official_state_dict(
+    model: MDEQModel, state_dict: Mapping, source: str = "checkpoint"
+) -> None:
+    """Load an official-format state dict (possibly wrapped or prefixed) into ``model``."""
+    flat = unwrap_state_dict(state_dict, source)
+    expected = {_official_name(k): (k, tuple(v.shape)) for k, v in model.state_dict().items()}
+    tolerated = {name: tuple(shape) for name, shape in official_copy_shapes(model).items()}
+    native = _match(flat, expected, tolerated, source)
+    model.load_state_dict(native, strict=True)
+
+
+def export_official_state_dict(model: MDEQModel) -> OrderedDict[str, Tensor]:
+    """The full official key set of ``model``'s weights (copies included, in the official
+    order), for the official code's ``load_state_dict``. Tensors are detached, not copied."""
+    own = OrderedDict((k, v.detach()) for k, v in model.state_dict().items())
+    layer = OrderedDict((k[len("fullstage.") :], v) for k, v in own.items() if _in_layer(k))
+    plain = _plain_layer_state(model, layer)
+    out: OrderedDict[str, Tensor] = OrderedDict()
+    out.update((k, v) for k, v in own.items() if k.startswith(("downsample.", "stage0.")))
+    out.update((f"fullstage.{k}", v) for k, v in layer.items())
+    out.update((f"fullstage_copy.{k}", v) for k, v in plain.items())
+    out.update((f"{SAME_AS_FULLSTAGE}{k}", v) for k, v in layer.items())
+    out.update((f"deq.func_copy.{k}", v) for k, v in plain.items())
+    out.update((_official_name(k), v) for k, v in own.items() if k.startswith(HEAD_PREFIX))
+    return out
+
+
+def official_copy_shapes(model: MDEQModel) -> dict[str, torch.Size]:
+    """Names and shapes of the redundant copies an official state dict carries for ``model``."""
+    layer = {k[len("fullstage.") :]: v for k, v in model.state_dict().items() if _in_layer(k)}
+    shapes = {f"{SAME_AS_FULLSTAGE}{k}": v.shape for k, v in layer.items()}
+    for k, v in layer.items():
+        if k.endswith(".weight_g"):
+            continue
+        plain_key = k[: -len("_v")] if k.endswith(".weight_v") else k
+        for prefix in PLAIN_COPIES:
+            shapes[prefix + plain_key] = v.shape
+    return shapes
+
+
+def _plain_layer_state(model: MDEQModel, layer: Mapping[str, Tensor]) -> OrderedDict:
+    """``fullstage``'s state with every weight-normalised conv as one plain ``.weight``."""
+    with torch.no_grad():
+        weights = {
+            f"{name}.weight": conv.compute_weight().detach()
+            for name, conv in model.fullstage.named_modules()
+            if isinstance(conv, WeightNormConv2d) and conv.wnorm
+        }
+    plain: OrderedDict[str, Tensor] = OrderedDict()
+    for k, v in layer.items():
+        if k.endswith(".weight_v"):
+            plain[k[: -len("_v")]] = weights[k[: -len("_v")]]
+        elif not k.endswith(".weight_g"):
+            plain[k] = v
+    return plain
+
+
+def _in_layer(native_key: str) -> bool:
+    return native_key.startswith("fullstage.")
+
+
+def _official_name(native_key: str) -> str:
+    return native_key[len(HEAD_PREFIX) :] if native_key.startswith(HEAD_PREFIX) else native_key
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_torch_checkpoint(path: str | Path, map_location="cpu") -> Mapping:
+    """``torch.load`` restricted to tensors and plain containers (no arbitrary pickles)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint file not found: {path}") from None
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as err:
+        raise CheckpointError(
+            f"cannot read {path} as a tensor-only PyTorch checkpoint ({err}). If it holds other "
+            "Python objects and you trust its source, load it with torch.load(path, "
+            "weights_only=False) and pass the resulting dict instead of the path."
+        ) from None
+
+
+def unwrap_state_dict(obj: Mapping, source: str = "checkpoint") -> dict[str, Tensor]:
+    """The flat name -> tensor dict inside a checkpoint.
+
+    Accepts a bare state dict, a training checkpoint that holds it under one of
+    ``WRAPPER_KEYS``, ``module.`` prefixes (DataParallel / DDP) and the official segmentation
+    trainer's ``model.`` + ``loss.`` layout (the loss's buffers are dropped).
+    """
+    for _ in range(4):  # wrappers may nest
+        if not isinstance(obj, Mapping):
+            raise CheckpointError(f"{source} is a {type(obj).__name__}, not a state dict")
+        if all(isinstance(v, Tensor) for v in obj.values()):
+            break
+        inner = next((obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            raise CheckpointError(
+                f"{source} holds no state dict: its entries {sorted(map(str, obj))[:10]} are not "
+                f"all tensors and none of {', '.join(WRAPPER_KEYS)} holds one"
+            )
+        obj = inner
+    flat = {_strip(str(k), "module."): v for k, v in obj.items()}
+    keys = list(flat)
+    if any(k.startswith("model.") for k in keys) and all(
+        k.startswith(("model.", "loss.")) for k in keys
+    ):
+        flat = {k[len("model.") :]: v for k, v in flat.items() if k.startswith("model.")}
+    return flat
+
+
+def _strip(key: str, prefix: str) -> str:
+    while key.startswith(prefix):
+        key = key[len(prefix) :]
+    return key
+
+
+def _match(
+    provided: Mapping[str, Tensor],
+    expected: Mapping[str, tuple[str, tuple[int, ...]]],
+    tolerated: Mapping[str, tuple[int, ...]],
+    source: str,
+) -> dict[str, Tensor]:
+    """Provided tensors renamed to the model's names; raise listing every mismatch.
+
+    ``expected`` maps a checkpoint name to (model name, shape); ``tolerated`` names may appear
+    (with the given shape) but are not loaded."""
+    native: dict[str, Tensor] = {}
+    unexpected: list[str] = []
+    wrong: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
+    for name, value in provided.items():
+        if name in expected:
+            target, shape = expected[name]
+        elif name in tolerated:
+            target, shape = None, tolerated[name]
+        else:
+            unexpected.append(name)
+            continue
+        if tuple(value.shape) != shape:
+            wrong.append((name, shape, tuple(value.shape)))
+        elif target is not None:
+            native[target] = value
+    missing = [name for name in expected if name not in provided]
+    if missing or unexpected or wrong:
+        raise CheckpointMismatchError(missing, unexpected, wrong, source)
+    return native
+
+
+# ----------------------------------------------------------------------------- safetensors
+
+
+def save_safetensors(model: MDEQModel, path: str | Path) -> None:
+    """Save ``model``'s weights with its config in the file's metadata, so that the file alone
+    rebuilds the model (:func:`load_safetensors`)."""
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    metadata = {"format": SAFETENSORS_FORMAT, "config": model.config.to_json()}
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def load_safetensors(
+    path: str | Path, model: MDEQModel | None = None, device: str | torch.device = "cpu"
+) -> MDEQModel:
+    """The model saved by :func:`save_safetensors`, in eval mode on ``device``.
+
+    With ``model`` given, the weights are loaded into it (its config must build the same
+    tensors); otherwise a model is built from the config stored in the file.
+    """
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+    except (OSError, RuntimeError, ValueError) as err:
+        raise CheckpointError(f"cannot read {path} as a safetensors file: {err}") from None
+    if model is None:
+        if "config" not in metadata:
+            raise CheckpointError(
+                f"{path} has no streamdeq config in its metadata; pass the model to load into"
+            )
+        model = MDEQModel(MDEQConfig.from_json(metadata["config"]))
+    expected = {k: (k, tuple(v.shape)) for k, v in model.state_dict().items()}
+    model.load_state_dict(_match(tensors, expected, {}, str(path)), strict=True)
+    return model.to(device).eval()

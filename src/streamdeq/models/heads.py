@@ -1,0 +1,108 @@
+"""Task heads that turn an equilibrium state (one tensor per resolution) into logits.
+
+Submodule names follow the official checkpoints (``last_layer``, ``incre_modules``,
+``downsamp_modules``, ``final_layer``, ``classifier``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import pairwise
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import MDEQConfig
+
+
+class SegmentationHead(nn.Module):
+    """Every branch bilinearly upsampled to branch 0's size (align_corners=True), concatenated,
+    then 1x1 conv + BN + ReLU + a final conv to class logits (B, classes, H_0, W_0)."""
+
+    def __init__(self, config: MDEQConfig) -> None:
+        super().__init__()
+        width = sum(config.num_channels)
+        k = config.final_conv_kernel
+        self.last_layer = nn.Sequential(
+            nn.Conv2d(width, width, 1),
+            nn.BatchNorm2d(width, momentum=config.bn_momentum),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, config.num_classes, k, padding=k // 2),
+        )
+
+    def forward(self, z: Sequence[Tensor]) -> Tensor:
+        size = z[0].shape[-2:]
+        parts = [z[0]]
+        parts += [F.interpolate(t, size=size, mode="bilinear", align_corners=True) for t in z[1:]]
+        return self.last_layer(torch.cat(parts, dim=1))
+
+
+class Bottleneck(nn.Module):
+    """ResNet bottleneck (1x1, 3x3, 1x1 with 4x expansion). Its BatchNorms have no affine
+    parameters, as in the official classification head; the projection shortcut's BN does."""
+
+    expansion = 4
+
+    def __init__(self, in_channels: int, planes: int, bn_momentum: float) -> None:
+        super().__init__()
+        out_channels = planes * self.expansion
+        self.conv1 = nn.Conv2d(in_channels, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes, momentum=bn_momentum, affine=False)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes, momentum=bn_momentum, affine=False)
+        self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_channels, momentum=bn_momentum, affine=False)
+        self.downsample = None
+        if in_channels != out_channels:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, bias=False),
+                nn.BatchNorm2d(out_channels, momentum=bn_momentum),
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = F.relu(self.bn2(self.conv2(out)), inplace=True)
+        out = self.bn3(self.conv3(out))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return F.relu(out.add_(shortcut), inplace=True)
+
+
+class ClassificationHead(nn.Module):
+    """Widen every branch with a bottleneck, walk from the finest to the coarsest branch adding
+    each (stride-2 conv downsampled) running sum to the next, then 1x1 conv + BN + ReLU, global
+    average pooling and a linear classifier: (B, classes)."""
+
+    def __init__(self, config: MDEQConfig) -> None:
+        super().__init__()
+        momentum = config.bn_momentum
+        widths = [c * Bottleneck.expansion for c in config.head_channels]
+        self.incre_modules = nn.ModuleList(
+            nn.Sequential(Bottleneck(c, h, momentum))
+            for c, h in zip(config.num_channels, config.head_channels, strict=True)
+        )
+        self.downsamp_modules = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(w_in, w_out, 3, stride=2, padding=1, bias=True),
+                nn.BatchNorm2d(w_out, momentum=momentum),
+                nn.ReLU(inplace=True),
+            )
+            for w_in, w_out in pairwise(widths)
+        )
+        self.final_layer = nn.Sequential(
+            nn.Conv2d(widths[-1], config.final_chansize, 1),
+            nn.BatchNorm2d(config.final_chansize, momentum=momentum),
+            nn.ReLU(inplace=True),
+        )
+        self.classifier = nn.Linear(config.final_chansize, config.num_classes)
+
+    def forward(self, z: Sequence[Tensor]) -> Tensor:
+        y = self.incre_modules[0](z[0])
+        for i, down in enumerate(self.downsamp_modules):
+            y = self.incre_modules[i + 1](z[i + 1]) + down(y)
+        y = self.final_layer(y)
+        return self.classifier(y.mean(dim=(2, 3)))
+
+
+def build_head(config: MDEQConfig) -> nn.Module:
+    return SegmentationHead(config) if config.task == "segmentation" else ClassificationHead(config)
