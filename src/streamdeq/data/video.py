@@ -1,0 +1,423 @@
+"""Reading video lazily, frame by frame: files, folders of images and network streams, via PyAV.
+
+``open_video(source)`` checks the input at once (so a bad path fails before any model is built)
+and returns a :class:`VideoSource`; iterating it decodes one :class:`VideoFrame` at a time::
+
+    with open_video("clip.mp4", max_frames=100) as video:
+        print(video.fps, video.size, video.frame_count)
+        for frame in video:
+            frame.image  # (H, W, 3) uint8 RGB
+
+A video that fails part-way (truncated, damaged, a stream that breaks off) raises
+:class:`CorruptVideoError` at the point of failure, with ``frames_read`` = the number of frames
+already handed out, so the caller can finish its outputs with exactly those.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Generator, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+from urllib.parse import urlsplit, urlunsplit
+
+import av
+import numpy as np
+
+from ..errors import SettingsError
+from .errors import (
+    CorruptVideoError,
+    InputNotFoundError,
+    InputNotReadableError,
+    NoImagesError,
+    NotAVideoError,
+    StreamOpenError,
+)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+DEFAULT_FOLDER_FPS = 25.0  # image folders carry no frame rate; Cityscapes sequences are 17 fps
+LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp")
+
+# First bytes of the containers a user is likely to hand us: a file that starts like one of these
+# but does not open is a damaged video, not "not a video".
+_SIGNATURES = {
+    "MP4/MOV": lambda head: head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free"),
+    "AVI": lambda head: head[:4] == b"RIFF" and head[8:12] == b"AVI ",
+    "Matroska/WebM": lambda head: head[:4] == b"\x1a\x45\xdf\xa3",
+    "MPEG-TS": lambda head: len(head) > 188 and head[0] == head[188] == 0x47,
+    "Ogg": lambda head: head[:4] == b"OggS",
+    "FLV": lambda head: head[:3] == b"FLV",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class VideoFrame:
+    """One decoded frame.
+
+    Attributes:
+        index: position in the source, from 0.
+        timestamp: seconds since the first frame (from the container's timestamps when it has
+            them, else ``index / fps``).
+        image: (H, W, 3) uint8 RGB.
+    """
+
+    index: int
+    timestamp: float
+    image: np.ndarray
+
+    @property
+    def height(self) -> int:
+        return self.image.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.image.shape[1]
+
+
+class VideoSource(ABC):
+    """A video input: metadata known at open time, frames decoded lazily by iteration.
+
+    Iterating again starts from the beginning (a file is reopened; a live stream reconnects).
+    Use as a context manager, or call :meth:`close`, to release the file or connection early.
+
+    Attributes:
+        source: the path or URL as given (credentials in URLs are hidden in messages).
+        fps: frames per second, or None when the source declares none and none was given.
+        width, height: size of the frames in pixels (of the first frame, for image folders).
+        frame_count: number of frames that iteration will yield, or None when unknown (live
+            streams). For containers without an index it is estimated from the duration.
+        max_frames: iteration stops after this many frames (None: read to the end).
+    """
+
+    def __init__(self, source: str, max_frames: int | None) -> None:
+        if max_frames is not None and max_frames < 1:
+            raise SettingsError(f"max_frames must be >= 1, got {max_frames}")
+        self.source = source
+        self.max_frames = max_frames
+        self.fps: float | None = None
+        self.width = 0
+        self.height = 0
+        self._declared_count: int | None = None
+        self._active: Generator[VideoFrame] | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height), as video sizes are written (640x480)."""
+        return self.width, self.height
+
+    @property
+    def frame_count(self) -> int | None:
+        if self._declared_count is None:
+            return self.max_frames
+        if self.max_frames is None:
+            return self._declared_count
+        return min(self._declared_count, self.max_frames)
+
+    @property
+    def is_live(self) -> bool:
+        """True for network streams, which have no end and no frame count."""
+        return False
+
+    def __iter__(self) -> Iterator[VideoFrame]:
+        self._close_active()
+        self._active = self._frames()
+        return self._active
+
+    def close(self) -> None:
+        """Release the file or connection (a running iteration ends)."""
+        self._close_active()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        fps = "?" if self.fps is None else f"{self.fps:g}"
+        count = "?" if self.frame_count is None else self.frame_count
+        return (
+            f"{type(self).__name__}({_display(self.source)!r}, "
+            f"{self.width}x{self.height}, {fps} fps, {count} frames)"
+        )
+
+    @abstractmethod
+    def _frames(self) -> Generator[VideoFrame]: ...
+
+    def _close_active(self) -> None:
+        if self._active is not None:
+            self._active.close()
+            self._active = None
+
+
+class ContainerSource(VideoSource):
+    """A video file or network stream opened with FFmpeg (any container and codec it handles)."""
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        max_frames: int | None = None,
+        fps: float | None = None,
+        timeout: float | None = None,
+        options: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(source, max_frames)
+        self._live = _is_url(source) and urlsplit(source).scheme.lower() in LIVE_SCHEMES
+        self._timeout = timeout
+        self._options = _default_options(source) | dict(options or {})
+        self._container = self._open()  # open now: errors surface before any work
+        stream = self._container.streams.video[0]
+        self.width, self.height = stream.codec_context.width, stream.codec_context.height
+        rate = stream.average_rate or stream.guessed_rate
+        self.fps = float(rate) if rate else fps
+        self._declared_count = None if self._live else _declared_frames(self._container, self.fps)
+
+    @property
+    def is_live(self) -> bool:
+        return self._live
+
+    def close(self) -> None:
+        super().close()
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def _open(self) -> av.container.InputContainer:
+        try:
+            container = av.open(self.source, options=self._options, timeout=self._timeout)
+        except av.FFmpegError as error:
+            raise self._open_error(error) from error
+        if not container.streams.video or container.format.name == "tty":
+            # FFmpeg's "tty" demuxer renders text files as ANSI art: not a video for our purposes
+            container.close()
+            raise NotAVideoError(
+                f"{_display(self.source)} has no video stream (audio only, or not a video); "
+                "give a video file, a folder of images or a stream URL"
+            )
+        return container
+
+    def _open_error(self, error: av.FFmpegError) -> Exception:
+        name = _display(self.source)
+        if _is_url(self.source):
+            return StreamOpenError(
+                f"cannot open stream {name}: {error.strerror}; check the URL, that the server is "
+                "up and reachable, and raise the timeout for slow networks"
+            )
+        if isinstance(error, PermissionError):
+            return InputNotReadableError(f"cannot read {name}: permission denied")
+        kind = _sniff_container(self.source)
+        if kind is not None:
+            return CorruptVideoError(
+                f"{name} looks like {kind} but cannot be opened ({error.strerror}): the file is "
+                "truncated or damaged; re-copy or re-export it (0 frames read)",
+                source=self.source,
+                frames_read=0,
+            )
+        return NotAVideoError(
+            f"{name} is not a video FFmpeg can read ({error.strerror}); give a video file, "
+            "a folder of images or a stream URL"
+        )
+
+    def _frames(self) -> Generator[VideoFrame]:
+        container, self._container = self._container or self._open(), None
+        with container:  # this generator owns the container now; closing it closes the file
+            stream = container.streams.video[0]
+            if not self._live:  # frame threads add latency, which only matters live
+                stream.codec_context.thread_type = "AUTO"
+            index, first_time, last_time = 0, None, None
+            decoded = container.decode(stream)
+            while self.max_frames is None or index < self.max_frames:
+                try:
+                    frame = next(decoded, None)
+                    image = None if frame is None else frame.to_ndarray(format="rgb24")
+                except av.FFmpegError as error:
+                    raise self._failure(index, error.strerror) from error
+                if frame is None:
+                    self._check_complete(container, index, last_time)
+                    return
+                if frame.time is not None:
+                    first_time = frame.time if first_time is None else first_time
+                    last_time = frame.time - first_time
+                timestamp = last_time if last_time is not None else index / (self.fps or 1.0)
+                yield VideoFrame(index, float(timestamp), image)
+                index += 1
+
+    def _check_complete(
+        self, container: av.container.InputContainer, frames_read: int, last_time: float | None
+    ) -> None:
+        """A file that ends quietly short of what its header declares was truncated."""
+        if self._live:
+            return
+        stream = container.streams.video[0]
+        if stream.frames > 0:
+            if frames_read < stream.frames - 2:  # a frame or two of slack: edit lists, delays
+                raise self._failure(
+                    frames_read, f"the file ends early (its header declares {stream.frames} frames)"
+                )
+            return
+        # No index (Matroska, WebM, TS): compare with the duration when only video is in the file
+        if container.duration and len(container.streams) == 1 and self.fps:
+            declared = container.duration / av.time_base
+            reached = (
+                last_time if last_time is not None else frames_read / self.fps
+            ) + 1 / self.fps
+            if reached < declared - max(0.5, 3 / self.fps):
+                raise self._failure(
+                    frames_read,
+                    f"the file ends at {reached:.2f} s but its header declares {declared:.2f} s",
+                )
+
+    def _failure(self, frames_read: int, reason: str | None) -> CorruptVideoError:
+        name = _display(self.source)
+        what = "stream broke off" if _is_url(self.source) else "video is truncated or damaged"
+        return CorruptVideoError(
+            f"{name}: {what} after {frames_read} good frames ({reason or 'decode error'}); "
+            "the frames before the failure are usable",
+            source=self.source,
+            frames_read=frames_read,
+        )
+
+
+class ImageFolderSource(VideoSource):
+    """A folder of images (png, jpg, ...) read in natural name order as the frames of a video.
+
+    Names are sorted with numbers compared as numbers (``frame2.png`` before ``frame10.png``);
+    hidden files are skipped. Timestamps are ``index / fps``.
+    """
+
+    def __init__(self, folder: str, *, max_frames: int | None = None, fps: float | None = None):
+        super().__init__(folder, max_frames)
+        self.paths = _list_images(Path(folder))
+        self.fps = fps or DEFAULT_FOLDER_FPS
+        self._declared_count = len(self.paths)
+        first = self._read(self.paths[0], 0)  # a damaged first image fails now, not later
+        self.height, self.width = first.shape[:2]
+
+    def _frames(self) -> Generator[VideoFrame]:
+        for index, path in enumerate(self.paths[: self.max_frames]):
+            yield VideoFrame(index, index / self.fps, self._read(path, index))
+
+    def _read(self, path: Path, frames_read: int) -> np.ndarray:
+        try:
+            with av.open(str(path)) as container:
+                frame = next(container.decode(video=0))
+                return frame.to_ndarray(format="rgb24")
+        except (av.FFmpegError, StopIteration) as error:
+            reason = getattr(error, "strerror", None) or "no image data"
+            raise CorruptVideoError(
+                f"image folder {self.source}: cannot decode {path.name} ({reason}) after "
+                f"{frames_read} good frames; replace or remove that file",
+                source=self.source,
+                frames_read=frames_read,
+            ) from error
+
+
+def open_video(
+    source: str | os.PathLike[str],
+    *,
+    max_frames: int | None = None,
+    fps: float | None = None,
+    timeout: float | None = 10.0,
+    options: Mapping[str, str] | None = None,
+) -> VideoSource:
+    """Open a video file, a folder of images or a network stream for lazy reading.
+
+    Args:
+        source: a path to a video file (any container/codec FFmpeg reads) or a single image, a
+            path to a folder of images, or a URL FFmpeg opens (rtsp://, http(s)://, rtmp://, ...).
+        max_frames: stop after this many frames (None: to the end).
+        fps: frame rate for image folders (default 25) and for sources that declare none.
+        timeout: seconds to wait for a network stream to open or deliver data (None: forever).
+        options: extra FFmpeg demuxer options, e.g. ``{"rtsp_transport": "udp"}`` (rtsp uses
+            TCP by default here, which survives lossy networks and NAT).
+
+    Raises:
+        InputNotFoundError, InputNotReadableError, NotAVideoError, NoImagesError,
+        StreamOpenError, CorruptVideoError (a file that starts like a video but cannot be opened).
+        Iteration raises CorruptVideoError where decoding fails.
+    """
+    text = os.fspath(source)
+    if text.startswith("file://"):
+        text = text.removeprefix("file://")
+    if _is_url(text):
+        return ContainerSource(
+            text, max_frames=max_frames, fps=fps, timeout=timeout, options=options
+        )
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise InputNotFoundError(f"input not found: {path}; check the path")
+    if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+        raise InputNotReadableError(f"cannot read {path}: permission denied")
+    if path.is_dir():
+        return ImageFolderSource(str(path), max_frames=max_frames, fps=fps)
+    return ContainerSource(str(path), max_frames=max_frames, fps=fps, options=options)
+
+
+def _list_images(folder: Path) -> list[Path]:
+    paths = [
+        entry
+        for entry in folder.iterdir()
+        if entry.suffix.lower() in IMAGE_SUFFIXES and not entry.name.startswith(".")
+    ]
+    if not paths:
+        raise NoImagesError(
+            f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {folder}; "
+            "give a folder of frames or a video file"
+        )
+    return sorted(paths, key=_natural_key)
+
+
+def _natural_key(path: Path) -> list[int | str]:
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+def _declared_frames(container: av.container.InputContainer, fps: float | None) -> int | None:
+    stream = container.streams.video[0]
+    if stream.frames > 0:
+        return stream.frames
+    if stream.duration and stream.time_base and fps:
+        return round(float(stream.duration * stream.time_base) * fps)
+    if container.duration and fps:
+        return round(container.duration / av.time_base * fps)
+    return None
+
+
+def _default_options(source: str) -> dict[str, str]:
+    if _is_url(source) and urlsplit(source).scheme.lower() in ("rtsp", "rtsps"):
+        return {"rtsp_transport": "tcp"}
+    return {}
+
+
+def _sniff_container(path: str) -> str | None:
+    try:
+        with open(path, "rb") as file:
+            head = file.read(189)
+    except OSError:
+        return None
+    return next((kind for kind, matches in _SIGNATURES.items() if matches(head)), None)
+
+
+def _is_url(source: str) -> bool:
+    scheme = urlsplit(source).scheme
+    return len(scheme) > 1 and "://" in source and scheme.lower() != "file"  # C:\ is a drive
+
+
+def _display(source: str) -> str:
+    """The source for messages, with any password in a URL hidden."""
+    if not _is_url(source):
+        return source
+    parts = urlsplit(source)
+    if parts.password is None:
+        return source
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
