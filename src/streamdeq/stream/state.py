@@ -1,0 +1,267 @@
+"""One stream's state and its per-frame decisions, the schemes of the paper included.
+
+A frame goes through four phases, so that many streams can share the model and solver calls
+between them (see :mod:`streamdeq.stream.stepping`):
+
+1. :meth:`StreamState.plan` — decide the start point (reset or warm start) and the iteration
+   plan, and describe the solves as :class:`SolveJob` s;
+2. :meth:`StreamState.review` — read the results back (the one host synchronisation of a
+   frame), detect divergence and shot changes, and ask for a second solve if the shot policy
+   wants one;
+3. :meth:`StreamState.settle` — read that second solve back, if there was one;
+4. :meth:`StreamState.conclude` — keep the new state, feed the iteration controller, report.
+
+What a stream holds between frames is fixed in size: the state tensors, the previous frame's
+thumbnail and a few numbers; nothing grows with the number of frames.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor
+
+from ..solvers import SolverStatus
+from .budget import FrameTiming, IterationPlan
+from .frames import FrameInput, crop_output
+from .info import FrameInfo, ResetReason, StepResult
+from .jobs import SolveJob
+from .protocol import StreamableModel
+from .settings import StreamSettings
+from .shots import ShotDetector, ShotVerdict
+
+
+@dataclass
+class _Frame:
+    """The work on the frame in progress (dropped when it concludes)."""
+
+    inp: FrameInput
+    injection: list[Tensor | None]
+    reset: ResetReason | None
+    warm: bool  # started from the stream's state, not from zeros
+    plan: IterationPlan
+    out_job: SolveJob  # the solve whose answer becomes the output
+    jobs: list[SolveJob]  # every solve of the frame (for its cost)
+    ref_job: SolveJob | None = None  # the reference scheme's full solve
+    frame_diff: Tensor | None = None
+    thumb_finite: Tensor | None = None
+    iters_before: int = 0  # iterations of the solve a boost continued
+    rel_before: float = math.nan
+    rel_after: float = math.nan
+    iters: int = 0
+    status: SolverStatus = SolverStatus.MAX_ITER
+    evals: int = 0
+    diverged: bool = False  # any solve of the frame blew up: the state is dropped after it
+    output_diverged: bool = False  # the output solve blew up: the output falls back
+    verdict: ShotVerdict = field(default_factory=lambda: ShotVerdict(False, math.nan))
+
+
+class StreamState:
+    """Everything one stream carries from frame to frame.
+
+    ``z`` is the state the next frame starts from: z_{t-1}[M] in the stream and keyframe
+    schemes, the previous frame's full solve in the reference scheme, None after a reset (and
+    always in the baseline scheme).
+    """
+
+    def __init__(self, model: StreamableModel, settings: StreamSettings) -> None:
+        self.settings = settings
+        needs_full = settings.mode != "stream"
+        self.full_iters = settings.full_iters_for(model) if needs_full else None
+        self.controller = settings.controller(model)
+        self.detector = ShotDetector(settings.shots)
+        self.z: list[Tensor] | None = None
+        self.size: tuple[int, int] | None = None
+        self.index = 0
+        self.boost_left = 0
+        self._pending: ResetReason | None = ResetReason.FIRST_FRAME
+        self._frame: _Frame | None = None
+
+    def reset(self) -> None:
+        """Forget the state: the next frame starts from zeros (reported as a manual reset)."""
+        self.z = None
+        self.boost_left = 0
+        self.detector.forget_all()
+        if self._pending is not ResetReason.FIRST_FRAME:
+            self._pending = ResetReason.MANUAL
+
+    # ------------------------------------------------------------------ phase 1: plan
+
+    def plan(
+        self, inp: FrameInput, injection: list[Tensor | None], model: StreamableModel
+    ) -> list[SolveJob]:
+        settings = self.settings
+        reset = self._pending
+        if reset is None and inp.size != self.size:
+            reset = ResetReason.SIZE_CHANGE
+            self.detector.forget_all()
+        if reset is not None:
+            self.z = None
+            self.boost_left = 0
+            self.detector.forget_scene()
+        frame_diff = self.detector.frame_difference(inp.unit)
+        start = self.z
+        if settings.mode == "baseline" or (settings.mode == "keyframe" and start is None):
+            start, plan = None, IterationPlan(self.full_iters)
+        else:
+            plan = self.controller.plan()
+            if self.boost_left > 0:
+                plan = replace(plan, max_iter=plan.max_iter + settings.shots.boost_iters)
+                self.boost_left -= 1
+        z0 = start if start is not None else model.init_state(injection)
+        out_job = self._job(z0, injection, plan)
+        frame = _Frame(
+            inp=inp,
+            injection=injection,
+            reset=reset,
+            warm=start is not None,
+            plan=plan,
+            out_job=out_job,
+            jobs=[out_job],
+            frame_diff=frame_diff,
+            thumb_finite=self.detector.thumb_is_finite(),
+        )
+        if settings.mode == "reference":
+            frame.ref_job = self._job(
+                model.init_state(injection), injection, IterationPlan(self.full_iters)
+            )
+            frame.jobs.append(frame.ref_job)
+        self._frame = frame
+        return list(frame.jobs)
+
+    def _job(self, z0: list[Tensor], injection, plan: IterationPlan) -> SolveJob:
+        settings = self.settings
+        return SolveJob(
+            z0=list(z0),
+            injection=injection,
+            plan=plan,
+            solver=settings.solver,
+            solver_options=settings.solver_options,
+            measure_after=settings.measure_after,
+        )
+
+    # ------------------------------------------------------------------ phase 2: review
+
+    def review(self, model: StreamableModel) -> list[SolveJob]:
+        """Read the frame's solves back; return a second solve the shot policy asks for."""
+        frame = self._frame
+        out = frame.out_job.result
+        extra = [frame.frame_diff, frame.thumb_finite]
+        if frame.ref_job is not None:
+            extra += [frame.ref_job.result.status, frame.ref_job.result.evals]
+        values = _read_back(
+            [out.rel_before, out.rel_after, out.iters, out.status, out.evals, *extra]
+        )
+        frame.rel_before = values[0]
+        self._take_outcome(frame, values[1:5])
+        frame_diff, thumb_finite = values[5], values[6]
+        if frame.ref_job is not None:
+            frame.diverged |= int(values[7]) == SolverStatus.DIVERGED
+            frame.evals += int(values[8])
+        warm_residual = frame.rel_before if frame.warm and not frame.diverged else None
+        frame.verdict = self.detector.judge(
+            warm_residual,
+            None if math.isnan(frame_diff) else frame_diff,
+            thumb_finite != 0.0,  # NaN (no thumbnail) counts as finite: nothing to reject
+        )
+        if frame.diverged or not frame.verdict.changed or not frame.warm:
+            return []
+        return self._apply_shot_policy(frame, model)
+
+    def _apply_shot_policy(self, frame: _Frame, model: StreamableModel) -> list[SolveJob]:
+        shots = self.settings.shots
+        if shots.policy == "reset":
+            plan = (
+                IterationPlan(self.full_iters) if self.settings.mode == "keyframe" else frame.plan
+            )
+            job = self._job(model.init_state(frame.injection), frame.injection, plan)
+            frame.reset = ResetReason.SHOT_CHANGE
+            frame.iters_before = 0
+        elif shots.policy == "boost":
+            plan = IterationPlan(shots.boost_iters, frame.plan.tol)
+            job = self._job(frame.out_job.result.z, frame.injection, plan)
+            frame.iters_before = frame.iters
+            self.boost_left = shots.boost_frames
+        else:
+            return []
+        frame.out_job = job
+        frame.jobs.append(job)
+        return [job]
+
+    def _take_outcome(self, frame: _Frame, values: list[float]) -> None:
+        """Record (rel_after, iters, status, evals) of the output solve, judge divergence."""
+        rel_after, iters, status, evals = values
+        frame.rel_after = rel_after
+        frame.iters = int(iters)
+        frame.status = SolverStatus(int(status))
+        frame.evals += int(evals)
+        frame.output_diverged = (
+            frame.status is SolverStatus.DIVERGED
+            or not math.isfinite(rel_after)
+            or rel_after > self.settings.diverge_residual
+        )
+        frame.diverged = frame.output_diverged
+
+    # ------------------------------------------------------------------ phase 3: settle
+
+    def settle(self) -> None:
+        """Read back the second solve of a frame that had one (no-op otherwise)."""
+        frame = self._frame
+        if frame.out_job is frame.jobs[0]:
+            return
+        out = frame.out_job.result
+        self._take_outcome(frame, _read_back([out.rel_after, out.iters, out.status, out.evals]))
+
+    def output_state(self) -> list[Tensor]:
+        """The state the head sees: the solve's answer, or its start point if it diverged."""
+        job = self._frame.out_job
+        return job.z0 if self._frame.output_diverged else job.result.z
+
+    # ------------------------------------------------------------------ phase 4: conclude
+
+    def conclude(self, output: Tensor, latency_ms: float) -> StepResult:
+        """Keep the new state and report the frame; ``output`` is the head's (1, ...) output."""
+        frame = self._frame
+        if frame.diverged:
+            self.z = None
+            self._pending = ResetReason.DIVERGENCE
+            self.detector.forget_scene()
+            self.boost_left = 0
+        else:
+            self._pending = None
+            if frame.ref_job is not None:
+                self.z = frame.ref_job.result.z
+            elif self.settings.mode != "baseline":
+                self.z = frame.out_job.result.z
+        self.size = frame.inp.size
+        solve_ms = sum({job.result.group: job.result.solve_ms for job in frame.jobs}.values())
+        iters = frame.iters_before + frame.iters
+        self.controller.observe(FrameTiming(latency_ms, solve_ms, frame.evals, iters))
+        info = FrameInfo(
+            index=self.index,
+            iters=iters,
+            nfev=frame.evals,
+            residual_before=frame.rel_before,
+            residual_after=frame.rel_after,
+            latency_ms=latency_ms,
+            solve_ms=solve_ms,
+            status=frame.status,
+            reset=frame.reset,
+            diverged=frame.diverged,
+            shot_change=frame.verdict.changed,
+            shot_score=frame.verdict.score,
+        )
+        self.index += 1
+        self._frame = None
+        output = crop_output(output, frame.inp.size, frame.inp.padded_size)
+        return StepResult(output=output[0], info=info)
+
+
+def _read_back(scalars: list[Tensor | None]) -> list[float]:
+    """0-dim tensors (None: NaN) as floats, in one device->host transfer."""
+    device = next((s.device for s in scalars if s is not None), torch.device("cpu"))
+    nan = torch.full((), math.nan, dtype=torch.float64, device=device)
+    stacked = torch.stack([nan if s is None else s.detach().to(torch.float64) for s in scalars])
+    return stacked.tolist()
