@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -29,17 +30,17 @@ console = Console()
 @app.command("models")
 def models_command() -> None:
     """List the named model configurations."""
-    from .models import create_model, list_models
+    from .models import get_config, list_models
 
-    table = Table("name", "task", "branches", "channels", "F_THRES", "classes")
-    for name in list_models():
-        cfg = (
-            create_model(name, build=False) if _supports_build_flag() else create_model(name).config
-        )
+    table = Table("name", "task", "channels", "F_THRES", "classes", box=box.SIMPLE, pad_edge=False)
+    names = list_models()
+    table.columns[0].min_width = max(map(len, names))  # names stay whole on narrow terminals
+    table.columns[2].min_width = len("88,176,352,704")
+    for name in names:
+        cfg = get_config(name)
         table.add_row(
             name,
             cfg.task,
-            str(cfg.num_branches),
             ",".join(map(str, cfg.num_channels)),
             str(cfg.f_thres),
             str(cfg.num_classes),
@@ -66,10 +67,10 @@ def convert_command(
     out: Annotated[Path, typer.Argument(help="output .safetensors file")],
 ) -> None:
     """Convert an official MDEQ checkpoint to a self-describing safetensors file."""
-    from .models import load_official_mdeq, save_safetensors
-
     _require_file(config_yaml, "config")
     _require_file(checkpoint, "checkpoint")
+    from .models import load_official_mdeq, save_safetensors
+
     model = load_official_mdeq(config_yaml, checkpoint)
     save_safetensors(model, out)
     n_params = sum(p.numel() for p in model.parameters())
@@ -91,10 +92,6 @@ def demo_command(
     from .smoke import run_smoke
 
     run_smoke(model, frames=frames, height=height, width=width, seed=seed, console=console)
-
-
-def _supports_build_flag() -> bool:
-    return False
 
 
 def _require_file(path: Path, what: str) -> None:
