@@ -59,6 +59,9 @@ CITYSCAPES_PALETTE: tuple[tuple[int, int, int], ...] = (
 """RGB colour of each train ID, as in the benchmark's visualisations."""
 
 # Label IDs (as stored in *_gtFine_labelIds.png) 0..33 -> train ID; the rest are void (255).
+# Checked against cityscapesScripts' labels.py (commit 4b83263): ids 0..33 agree; that version
+# also lists lane-line ids 34..45 with a 20th train ID (19), outside the 19-class benchmark, so
+# they are void here.
 _TRAIN_ID_OF_LABEL_ID = {
     7: 0,  # road
     8: 1,  # sidewalk
@@ -87,4 +90,23 @@ def label_id_to_train_id_lut() -> np.ndarray:
     lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
     for label_id, train_id in _TRAIN_ID_OF_LABEL_ID.items():
         lut[label_id] = train_id
+    return lut
+
+
+EGO_VEHICLE_LABEL_ID = 1
+"""Label ID of the recording car's own bonnet ("ego vehicle", void in the benchmark)."""
+
+
+def train_id_to_label_id_lut(ignore_label_id: int = 0) -> np.ndarray:
+    """A (256,) uint8 lookup table: ``lut[train_ids]`` turns trainIds back into labelIds.
+
+    Each train ID maps to its one official label ID; 255 and any other unused value map to
+    ``ignore_label_id`` (0 = "unlabeled"; 1 = "ego vehicle" for a car's own bonnet), which the
+    forward table sends back to 255, so the round trip is exact.
+    """
+    if label_id_to_train_id_lut()[ignore_label_id] != IGNORE_INDEX:
+        raise ValueError(f"label ID {ignore_label_id} is not a void label ID")
+    lut = np.full(256, ignore_label_id, dtype=np.uint8)
+    for label_id, train_id in _TRAIN_ID_OF_LABEL_ID.items():
+        lut[train_id] = label_id
     return lut
