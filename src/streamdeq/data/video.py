@@ -197,6 +197,15 @@ class ContainerSource(VideoSource):
             container = av.open(self.source, options=self._options, timeout=self._timeout)
         except av.FFmpegError as error:
             raise self._open_error(error) from error
+        kind = None if container.streams else _sniff_container(self.source)
+        if kind is not None:  # a container cut inside its header: no stream is left at all
+            container.close()
+            raise CorruptVideoError(
+                f"{_display(self.source)} looks like {kind} but its header is cut short: the "
+                "file is truncated or damaged; re-copy or re-export it (0 frames read)",
+                source=self.source,
+                frames_read=0,
+            )
         if not container.streams.video or container.format.name == "tty":
             # FFmpeg's "tty" demuxer renders text files as ANSI art: not a video for our purposes
             container.close()
