@@ -134,3 +134,18 @@ def test_memory_limit_keeps_converging():
         like=problem.zeros(),
     )
     assert (result.status == SolverStatus.CONVERGED).all()
+
+
+@pytest.mark.parametrize("memory", [1, 2, 3])
+def test_efficient_mode_with_full_memory_walks_the_published_iterates(memory):
+    """Beyond ``memory`` updates the oldest pair is replaced; the efficient update (one product
+    with B per step) must then still take the published steps: M + 1 efficient iterations
+    evaluate f at the same x_0 ... x_M as M published ones."""
+    problem = Tanh()
+    x0 = torch.zeros(2, sum(problem.dims), dtype=torch.float64)
+    steps = 7
+    eff = solve(problem, problem.split(x0), (), method="broyden", max_iter=steps + 1, memory=memory)
+    pub = solve(
+        problem, problem.split(x0), (), method="broyden", max_iter=steps, memory=memory, parity=True
+    )
+    torch.testing.assert_close(eff.abs_trace, pub.abs_trace, rtol=1e-9, atol=1e-12)

@@ -110,6 +110,21 @@ class UpsampleFuse(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return F.interpolate(self.net(x), scale_factor=self.scale, mode="nearest")
 
+    def add_to(self, fused: Tensor, x: Tensor, inplace: bool) -> Tensor:
+        """``fused`` + forward(x), without materialising the upsampled tensor: nearest
+        upsampling by an integer factor s is a broadcast over a (B, C, h, s, w, s) view of
+        ``fused``, so the sum reads the small map directly (same values, one pass fewer)."""
+        low = self.net(x)
+        scale = int(self.scale)
+        bsz, channels, height, width = low.shape
+        if not fused.is_contiguous() or fused.shape[-2:] != (height * scale, width * scale):
+            up = F.interpolate(low, scale_factor=self.scale, mode="nearest")
+            return fused.add_(up) if inplace else fused + up
+        grid = fused.view(bsz, channels, height, scale, width, scale)
+        spread = low[:, :, :, None, :, None]
+        total = grid.add_(spread) if inplace else grid + spread
+        return total.view(bsz, channels, height * scale, width * scale)
+
 
 class PostFuse(nn.Module):
     """ReLU, 1x1 conv (weight-normalised with ``wnorm``), GroupNorm with half the groups."""
@@ -172,13 +187,18 @@ class MultiscaleBlock(nn.Module):
     def _fuse_into(self, i: int, blocks_out: list[Tensor]) -> Tensor:
         fused = None
         for j, x_j in enumerate(blocks_out):
+            # never write into a block output: other branches read it
+            inplace = fused is not None and fused is not blocks_out[i]
+            if j > i:  # upsampled terms are added without building the upsampled map
+                fused = self.fuse_layers[i][j].add_to(fused, x_j, inplace)
+                continue
             term = x_j if j == i else self.fuse_layers[i][j](x_j)
             if fused is None:
                 fused = term
-            elif fused is blocks_out[i]:
-                fused = fused + term  # never write into a block output: other branches read it
-            else:
+            elif inplace:
                 fused = fused.add_(term)
+            else:
+                fused = fused + term
         return self.post_fuse_layers[i](fused)
 
 

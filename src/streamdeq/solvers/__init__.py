@@ -26,7 +26,7 @@ from .base import (
     residual_norms,
     zeros_like_state,
 )
-from .broyden import broyden
+from .broyden import BroydenMemory, broyden
 from .fixed_point import fixed_point
 
 SOLVERS: dict[str, Callable[..., SolverResult]] = {
@@ -120,6 +120,7 @@ def _check_options(method: str, options: dict[str, object]) -> None:
 
 __all__ = [
     "SOLVERS",
+    "BroydenMemory",
     "FixedPointFn",
     "SolverResult",
     "SolverSettingsError",

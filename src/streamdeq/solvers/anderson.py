@@ -59,24 +59,25 @@ def anderson(
     progress = Progress(z0, max_iter, tol, stop_mode)
     x = flatten(z0)
     bsz, dim = x.shape
-    hist_f = x.new_zeros(bsz, memory, dim)
-    hist_g = x.new_zeros(bsz, memory, dim)
+    # slots are written before they are read: no zero-filling of the (B, m, D) history
+    hist_f = x.new_empty(bsz, memory, dim)
+    hist_g = x.new_empty(bsz, memory, dim)
     gram = x.new_zeros(bsz, memory, memory)
     eye = torch.eye(memory, dtype=x.dtype, device=x.device)
 
     for k in range(max_iter):
-        fx = flatten(f(unflatten(x, like), *progress.args_for(args)))
-        g = fx - x
-        abs_res = g.norm(dim=1)
-        progress.record(abs_res, abs_res / (fx.norm(dim=1) + REL_EPS))
-
         slot, n = k % memory, min(k + 1, memory)
-        hist_f[:, slot] = fx
-        hist_g[:, slot] = g
+        # f(x) and g = f(x) - x go straight into their history slots (no extra copies)
+        fz = f(unflatten(x, like), *progress.args_for(args))
+        fx = torch.cat([t.reshape(t.shape[0], -1) for t in fz], dim=1, out=hist_f[:, slot])
+        g = torch.sub(fx, x, out=hist_g[:, slot])
         row = torch.bmm(hist_g[:, :n], g.unsqueeze(2)).squeeze(2)  # (B, n): <g_i, g_k>
         gram[:, slot, :n] = row
         gram[:, :n, slot] = row
-        x = _mix(gram[:, :n, :n], hist_f[:, :n], hist_g[:, :n], eye[:n, :n], lam, mixing)
+        abs_res = row[:, slot].clamp_min(0).sqrt()  # ||g_k||, read off the Gram row
+        progress.record(abs_res, abs_res / (fx.norm(dim=1) + REL_EPS))
+        # x is dead once g is formed, so the next iterate overwrites it: no allocation
+        x = _mix(gram[:, :n, :n], hist_f[:, :n], hist_g[:, :n], eye[:n, :n], lam, mixing, out=x)
         progress.count_iteration()
 
         stop = progress.stop_mask()
@@ -89,19 +90,20 @@ def anderson(
     return progress.result(unflatten(x, like))
 
 
-def _mix(gram, hist_f, hist_g, eye, lam: float, mixing: float):
-    """The next iterate from the history: a = argmin ||sum a_i g_i||, sum a_i = 1."""
+def _mix(gram, hist_f, hist_g, eye, lam: float, mixing: float, out):
+    """The next iterate from the history, written into ``out`` (B, D):
+    a = argmin ||sum a_i g_i|| with sum a_i = 1, x = sum a_i f_i (- (1 - beta) sum a_i g_i)."""
     n = gram.shape[-1]
     if n == 1:
-        new = hist_f[:, 0]
-        return new if mixing == 1.0 else new - (1.0 - mixing) * hist_g[:, 0]
+        out.copy_(hist_f[:, 0])
+        return out if mixing == 1.0 else out.sub_(hist_g[:, 0], alpha=1.0 - mixing)
     scale = gram.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(1e-30)  # (B,)
     system = gram + (lam * scale)[:, None, None] * eye
     ones = torch.ones(gram.shape[0], n, 1, dtype=gram.dtype, device=gram.device)
     weights, _ = torch.linalg.solve_ex(system, ones)  # no error check: no host sync
     alpha = weights / weights.sum(dim=1, keepdim=True)  # (B, n, 1)
     alpha_t = alpha.transpose(1, 2)
-    new = torch.bmm(alpha_t, hist_f).squeeze(1)
+    new = torch.bmm(alpha_t, hist_f, out=out.unsqueeze(1)).squeeze(1)
     if mixing != 1.0:
-        new = new - (1.0 - mixing) * torch.bmm(alpha_t, hist_g).squeeze(1)
+        new = new.sub_(torch.bmm(alpha_t, hist_g).squeeze(1), alpha=1.0 - mixing)
     return new

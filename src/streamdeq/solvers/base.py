@@ -102,17 +102,27 @@ def unflatten(flat: Tensor, like: Sequence[Tensor]) -> State:
 
 
 def sq_norm(z: Sequence[Tensor]) -> Tensor:
-    """(B,) squared L2 norm of each sample across all tensors of the state."""
+    """(B,) float32 squared L2 norm of each sample across all tensors of the state (one read
+    of each tensor, no temporaries of its size)."""
     total = None
     for t in z:
-        s = t.reshape(t.shape[0], -1).float().pow(2).sum(dim=1)
+        s = torch.linalg.vector_norm(t.reshape(t.shape[0], -1), dim=1).float().square()
         total = s if total is None else total + s
     return total
 
 
-def residual_norms(fz: Sequence[Tensor], z: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-    """(B,) absolute ||f(z) - z|| and relative ||f(z) - z|| / ||f(z)|| per sample."""
-    abs_res = sq_norm([a - b for a, b in zip(fz, z, strict=True)]).sqrt()
+def residual_norms(
+    fz: Sequence[Tensor], z: Sequence[Tensor], scratch: list[Tensor] | None = None
+) -> tuple[Tensor, Tensor]:
+    """(B,) absolute ||f(z) - z|| and relative ||f(z) - z|| / ||f(z)|| per sample.
+
+    ``scratch``: tensors shaped like ``z`` to hold the differences (a solver passes the same
+    ones every iteration instead of allocating them anew); their contents are overwritten."""
+    if scratch is None:
+        diff = [a - b for a, b in zip(fz, z, strict=True)]
+    else:
+        diff = [torch.sub(a, b, out=d) for a, b, d in zip(fz, z, scratch, strict=True)]
+    abs_res = sq_norm(diff).sqrt()
     rel_res = abs_res / (sq_norm(fz).sqrt() + REL_EPS)
     return abs_res, rel_res
 

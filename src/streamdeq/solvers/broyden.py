@@ -26,6 +26,7 @@ sample. For batch size 1 the two agree exactly.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -57,6 +58,7 @@ def broyden(
     stop_mode: str = "rel",
     parity: bool = False,
     memory: int = 27,
+    carry: BroydenMemory | None = None,
 ) -> SolverResult:
     """Broyden's method from ``z0``.
 
@@ -64,11 +66,62 @@ def broyden(
         parity: published semantics (M+1 evaluations, lowest-residual iterate); see module doc.
         memory: how many rank-one updates are kept (the official code keeps min(max_iter, 27)
             and overwrites the oldest beyond that).
+        carry: opt-in, a step beyond the paper: a :class:`BroydenMemory` that the solve starts
+            its inverse-Jacobian estimate from (instead of B_0 = -I) and leaves its final
+            estimate in, so that consecutive solves (the frames of a stream) share it. Up to
+            ``memory`` pairs are kept across solves, and each costs 4 D multiply-adds per
+            iteration: use a small ``memory`` with it. Efficient mode, fixed budget only.
     """
     if memory < 1:
         raise SolverSettingsError(f"broyden: memory must be >= 1, got {memory}")
-    like = z0
+    if carry is not None and (parity or tol is not None):
+        raise SolverSettingsError(
+            "broyden: carry works with a fixed budget in the efficient mode (no tol, no parity)"
+        )
+    if carry is not None and not isinstance(carry, BroydenMemory):
+        raise SolverSettingsError("broyden: carry must be a BroydenMemory (or None)")
     progress = Progress(z0, max_iter, tol, stop_mode)
+    if parity:
+        return _published(f, z0, args, progress, max_iter, memory)
+    return _efficient(f, z0, args, progress, max_iter, memory, carry)
+
+
+@dataclass
+class BroydenMemory:
+    """The inverse-Jacobian estimate B = -I + U V^T one solve leaves for the next.
+
+    Attributes:
+        us, vts: (B, slots, D) the pairs (u_i, v_i); None before the first solve.
+        stored: pairs made so far (beyond ``slots`` the oldest was replaced).
+    """
+
+    us: Tensor | None = None
+    vts: Tensor | None = None
+    stored: int = 0
+
+    def __repr__(self) -> str:
+        # one per stream: the id keeps two streams' memories from looking alike (the stream
+        # engine batches solves whose options print the same)
+        return f"BroydenMemory(stored={self.stored}, id={id(self):#x})"
+
+    def reset(self) -> None:
+        """Forget the estimate (after a shot change or a reset of the stream's state)."""
+        self.us, self.vts, self.stored = None, None, 0
+
+    def fits(self, bsz: int, slots: int, like: Tensor) -> bool:
+        return (
+            self.us is not None
+            and self.us.shape == (bsz, slots, like.shape[1])
+            and self.us.dtype == like.dtype
+            and self.us.device == like.device
+        )
+
+
+def _published(
+    f: FixedPointFn, z0: State, args: Sequence, progress: Progress, max_iter: int, memory: int
+) -> SolverResult:
+    """The official loop: M + 1 evaluations, lowest-residual iterate, NaN scrubbing."""
+    like = z0
     x = flatten(z0)
     bsz, dim = x.shape
     slots = min(max_iter, memory)
@@ -84,21 +137,17 @@ def broyden(
         return gx
 
     gx = residual(x)
-    # parity: the lowest-residual iterate of each active row, and its residual for every row
-    lowest_x, lowest_abs = (x, progress.abs_cols[-1]) if parity else (None, None)
+    # the lowest-residual iterate of each active row, and its residual for every row
+    lowest_x, lowest_abs = x, progress.abs_cols[-1]
     update = gx  # B_0 = -I, so the first step is x_1 = x_0 + g(x_0) = f(x_0)
 
     for step in range(1, max_iter + 1):
         x_new = x + update
         progress.count_iteration()
-        if not parity and step == max_iter:
-            x = x_new  # efficient mode: the last step is taken without scoring it
-            break
         g_new = residual(x_new)
-        if parity:
-            lowest_x, lowest_abs = _keep_lowest(progress, x_new, lowest_x, lowest_abs)
+        lowest_x, lowest_abs = _keep_lowest(progress, x_new, lowest_x, lowest_abs)
         n_old = min(stored, slots)
-        u, vt = _rank_one(us[:, :n_old], vts[:, :n_old], x_new - x, g_new - gx, parity)
+        u, vt = _rank_one(us[:, :n_old], vts[:, :n_old], x_new - x, g_new - gx)
         us[:, stored % slots] = u
         vts[:, stored % slots] = vt
         stored += 1
@@ -106,25 +155,134 @@ def broyden(
         n = min(stored, slots)
         update = -_matvec(us[:, :n], vts[:, :n], gx)
 
-        stop = progress.stop_mask(_stalled(progress, step) if parity else None)
+        stop = progress.stop_mask(_stalled(progress, step))
         if stop is None:
             continue
-        if parity:
-            answer = lowest_x
-        else:  # the step from the last evaluation is free: take it, as with a fixed budget
-            answer = x + update
-            progress.count_iteration(among=stop)
-        keep = progress.finish_rows(stop, unflatten(answer, like))
+        keep = progress.finish_rows(stop, unflatten(lowest_x, like))
         if progress.rows.numel() == 0:
             return progress.result(None)
         x, gx, update, us, vts = x[keep], gx[keep], update[keep], us[keep], vts[keep]
         like = [t[keep] for t in like]
-        if parity:
-            lowest_x = lowest_x[keep]
+        lowest_x = lowest_x[keep]
 
-    if parity:
-        return progress.result(unflatten(lowest_x, like), answer_abs=lowest_abs)
+    return progress.result(unflatten(lowest_x, like), answer_abs=lowest_abs)
+
+
+def _efficient(
+    f: FixedPointFn,
+    z0: State,
+    args: Sequence,
+    progress: Progress,
+    max_iter: int,
+    memory: int,
+    carry: BroydenMemory | None = None,
+) -> SolverResult:
+    """M evaluations for M iterations, and about two thirds of the published low-rank work.
+
+    With B_k the estimate before the k-th update, the step taken was dx = -B_k g_k, so
+    B_k dg = B_k g_{k+1} + dx and the published numerator dx - B_k dg is just -B_k g_{k+1}.
+    One product with B_k (``Bg`` = B_k g_{k+1}) therefore serves both the update vector u and
+    the next step: B_{k+1} g_{k+1} = Bg + u (v^T g_{k+1}) (minus the replaced pair's share
+    when the memory is full). Per iteration: 4 n D multiply-adds for n stored pairs, against
+    6 n D in the published form; the iterates are the same up to rounding.
+    """
+    like = z0
+    x = flatten(z0)
+    bsz, dim = x.shape
+    # M iterations make M - 1 rank-one updates; a carried estimate keeps up to ``memory``
+    slots = memory if carry is not None else min(max_iter - 1, memory)
+    if carry is not None and carry.fits(bsz, slots, x):
+        us, vts, stored = carry.us, carry.vts, carry.stored
+    else:  # never read before written (only ``stored`` slots are used): no zero-filling
+        us = x.new_empty(bsz, max(slots, 1), dim)
+        vts = x.new_empty(bsz, max(slots, 1), dim)
+        stored = 0
+
+    # every (B, D) vector of the loop lives in one of these buffers, allocated once: the loop
+    # itself allocates nothing of the state's size (fresh large allocations cost page faults)
+    spare_x, spare_g, spare_u = (torch.empty_like(x) for _ in range(3))
+
+    def residual(x_flat: Tensor, out: Tensor) -> Tensor:
+        fz = f(unflatten(x_flat, like), *progress.args_for(args))
+        gx = torch.cat([t.reshape(t.shape[0], -1) for t in fz], dim=1, out=out)
+        f_norm = gx.norm(dim=1)
+        gx = gx.sub_(x_flat)  # g = f(x) - x, in the buffer that held f(x)
+        abs_res = gx.norm(dim=1)
+        progress.record(abs_res, abs_res / (f_norm + REL_EPS))
+        return gx
+
+    gx = residual(x, spare_g)
+    spare_g = torch.empty_like(x)
+    # B_0 = -I, so the first step is x_1 = x_0 + g(x_0) = f(x_0); a carried B_0 makes it a
+    # quasi-Newton step already
+    update = torch.empty_like(x)
+    if stored > 0:
+        n = min(stored, slots)
+        _combine(us[:, :n], _dot_rows(vts[:, :n], gx), gx, out=update).neg_()
+    else:
+        update.copy_(gx)
+
+    for step in range(1, max_iter + 1):
+        x_new = torch.add(x, update, out=spare_x)
+        spare_x = x
+        progress.count_iteration()
+        if step == max_iter:
+            x = x_new  # the last step is taken without scoring it
+            break
+        g_new = residual(x_new, spare_g)
+        n = min(stored, slots)
+        slot = stored % slots
+        full = stored >= slots  # the new pair replaces the oldest, which B still holds
+        coeff = _dot_rows(vts[:, :n], g_new)  # (B, n): v_i^T g_{k+1}
+        b_g = _combine(us[:, :n], coeff, g_new, out=spare_u)  # B_k g_{k+1}
+        vt_out = torch.empty_like(x) if full else vts[:, slot]
+        vt = _combine(vts[:, :n], _dot_rows(us[:, :n], update), update, out=vt_out)  # dx^T B_k
+        vt_g = _dot(vt, g_new)
+        denom = vt_g - _dot(vt, gx)  # v^T dg
+        scale = torch.where(denom != 0, -denom.reciprocal(), torch.zeros_like(denom))
+        u = torch.mul(b_g, scale, out=torch.empty_like(x) if full else us[:, slot])
+        if full:  # take the oldest pair's share out of B g_{k+1}, then replace it
+            b_g.addcmul_(us[:, slot], coeff[:, slot : slot + 1], value=-1.0)
+            us[:, slot] = u
+            vts[:, slot] = vt
+        b_g.addcmul_(u, vt_g)
+        stored += 1
+        spare_g, spare_u = gx, update
+        x, gx, update = x_new, g_new, b_g.neg_()
+
+        stop = progress.stop_mask()
+        if stop is None:
+            continue
+        # the step from the last evaluation is free: take it, as with a fixed budget
+        progress.count_iteration(among=stop)
+        keep = progress.finish_rows(stop, unflatten(x + update, like))
+        if progress.rows.numel() == 0:
+            return progress.result(None)
+        x, gx, update, us, vts = x[keep], gx[keep], update[keep], us[keep], vts[keep]
+        like = [t[keep] for t in like]
+        spare_x, spare_g, spare_u = (torch.empty_like(x) for _ in range(3))
+
+    if carry is not None:
+        carry.us, carry.vts, carry.stored = us, vts, stored
     return progress.result(unflatten(x, like))
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    """(B, 1) row-wise a . b for (B, D) tensors, without a (B, D) temporary."""
+    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).squeeze(2)
+
+
+def _dot_rows(mat: Tensor, v: Tensor) -> Tensor:
+    """(B, n) products of each of the n rows of ``mat`` (B, n, D) with ``v`` (B, D)."""
+    return torch.bmm(mat, v.unsqueeze(2)).squeeze(2)
+
+
+def _combine(mat: Tensor, coeff: Tensor, v: Tensor, out: Tensor) -> Tensor:
+    """-v + sum_i coeff_i mat_i into ``out`` (B, D), i.e. (-I + U V^T) v given coeff = V^T v."""
+    if mat.shape[1] == 0:
+        return torch.neg(v, out=out)
+    out.copy_(v)
+    return out.unsqueeze(1).baddbmm_(coeff.unsqueeze(1), mat, beta=-1).squeeze(1)
 
 
 def _keep_lowest(progress: Progress, x_new: Tensor, lowest_x: Tensor, lowest_abs: Tensor):
@@ -150,18 +308,16 @@ def _stalled(progress: Progress, step: int) -> Tensor | None:
     return near & (window.max(dim=1).values / window.min(dim=1).values < STALL_RATIO)
 
 
-def _rank_one(us: Tensor, vts: Tensor, dx: Tensor, dg: Tensor, parity: bool):
-    """The good-Broyden update of B = -I + U V^T: v^T = dx^T B, u = (dx - B dg) / (v^T dg)."""
+def _rank_one(us: Tensor, vts: Tensor, dx: Tensor, dg: Tensor):
+    """The published good-Broyden update of B = -I + U V^T: v^T = dx^T B,
+    u = (dx - B dg) / (v^T dg), with NaN entries zeroed as in the official code."""
     vt = _rmatvec(us, vts, dx)
     numerator = dx - _matvec(us, vts, dg)
     denom = (vt * dg).sum(dim=1, keepdim=True)
-    if parity:
-        u = numerator / denom
-        return torch.nan_to_num(u, nan=0.0, posinf=float("inf"), neginf=float("-inf")), (
-            torch.nan_to_num(vt, nan=0.0, posinf=float("inf"), neginf=float("-inf"))
-        )
-    safe = torch.where(denom != 0, denom.reciprocal(), torch.zeros_like(denom))
-    return numerator * safe, vt
+    u = numerator / denom
+    return torch.nan_to_num(u, nan=0.0, posinf=float("inf"), neginf=float("-inf")), (
+        torch.nan_to_num(vt, nan=0.0, posinf=float("inf"), neginf=float("-inf"))
+    )
 
 
 def _matvec(us: Tensor, vts: Tensor, v: Tensor) -> Tensor:

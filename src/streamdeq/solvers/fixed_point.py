@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
+
 from .base import FixedPointFn, SolverResult, SolverSettingsError, State, residual_norms
 from .progress import Progress
 
@@ -31,9 +33,12 @@ def fixed_point(
         raise SolverSettingsError(f"fixed_point: damping must be in (0, 1], got {damping}")
     progress = Progress(z0, max_iter, tol, stop_mode)
     z = list(z0)
+    scratch = [torch.empty_like(t) for t in z]  # f(z) - z, reused every iteration
     for _ in range(max_iter):
         fz = f(z, *progress.args_for(args))
-        progress.record(*residual_norms(fz, z))
+        if scratch[0].shape != z[0].shape:  # rows left the active set
+            scratch = [torch.empty_like(t) for t in z]
+        progress.record(*residual_norms(fz, z, scratch))
         z = fz if damping == 1.0 else [a + damping * (b - a) for a, b in zip(z, fz, strict=True)]
         progress.count_iteration()
         stop = progress.stop_mask()

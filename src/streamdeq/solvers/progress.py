@@ -157,13 +157,14 @@ class Progress:
         status = self.status
         if self.abs_cols:
             last = self.abs_cols[-1] if answer_abs is None else answer_abs
-            finite_z = torch.ones(self.bsz, dtype=torch.bool, device=self.device)
-            for t in z:
-                finite_z &= torch.isfinite(t.reshape(self.bsz, -1)).all(dim=1)
-            bad = ~finite_z | ~torch.isfinite(last) | (last > DIVERGENCE_FACTOR * self.init_abs)
+            # a sum is non-finite when any entry is (or when the state is ~1e38, which has
+            # blown up as well): one read of the state, no (B, D) boolean temporaries
+            total = sum(t.reshape(self.bsz, -1).sum(dim=1) for t in z)
+            bad = ~torch.isfinite(total) | ~torch.isfinite(last)
+            bad |= last > DIVERGENCE_FACTOR * self.init_abs
             bad &= status != int(SolverStatus.CONVERGED)
             status = torch.where(bad, torch.full_like(status, int(SolverStatus.DIVERGED)), status)
-            z = [
+            z = [  # no host read of ``bad``: the rows are chosen on the device
                 torch.where(bad.view(-1, *([1] * (t.dim() - 1))), start, t)
                 for t, start in zip(z, self.z0, strict=True)
             ]
