@@ -107,3 +107,22 @@ def test_a_recipe_with_init_from_trains_from_the_official_backbone(tmp_path, tin
     model = train(recipe).model
     weight = "fullstage.branches.0.blocks.0.conv1.weight_v"
     torch.testing.assert_close(model.state_dict()[weight], classifier.state_dict()[weight])
+
+
+def test_a_detector_takes_the_checkpoint_into_its_backbone(tmp_path):
+    from streamdeq.models import create_model
+
+    source, official = write_official_checkpoint(tmp_path)
+    torch.manual_seed(0)
+    detector = create_model(
+        "mdeq-det-tiny-synthetic", backbone=BACKBONE, rpn={"anchor_sizes": (8.0, 16.0, 32.0)}
+    )
+    fpn_before = {k: v.clone() for k, v in detector.state_dict().items() if "backbone" not in k}
+    loaded = load_backbone(detector, source)
+    assert loaded
+    own = detector.backbone.state_dict()
+    for key in loaded:
+        assert torch.equal(own[key], official.state_dict()[key]), key
+    for key, value in detector.state_dict().items():
+        if key in fpn_before:
+            assert torch.equal(value, fpn_before[key]), key

@@ -16,6 +16,7 @@ information) but does not require them; exporting writes them so that the offici
 
 from __future__ import annotations
 
+import json
 import pickle
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -24,7 +25,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..errors import CheckpointError
 from .config import MDEQConfig
@@ -294,7 +295,16 @@ def load_safetensors(
             raise CheckpointError(
                 f"{path} has no streamdeq config in its metadata; pass the model to load into"
             )
-        model = MDEQModel(MDEQConfig.from_json(metadata["config"]))
+        model = _model_from_config(metadata["config"])
     expected = {k: (k, tuple(v.shape)) for k, v in model.state_dict().items()}
     model.load_state_dict(_match(tensors, expected, {}, str(path)), strict=True)
     return model.to(device).eval()
+
+
+def _model_from_config(text: str) -> nn.Module:
+    """The model a saved config describes: a detector's config holds its MDEQ as ``backbone``."""
+    if "backbone" in json.loads(text):
+        from .detection import DetectorConfig
+
+        return DetectorConfig.from_json(text).build()
+    return MDEQModel(MDEQConfig.from_json(text))

@@ -78,6 +78,8 @@ def get_entry(name: str) -> ModelEntry:
 def get_config(name: str, **overrides: Any) -> MDEQConfig:
     """The named config with ``overrides`` (MDEQConfig field names) applied."""
     config = get_entry(name).config
+    if hasattr(config, "with_overrides"):  # another model family (detection) checks its own
+        return config.with_overrides(**overrides) if overrides else config
     unknown = sorted(set(overrides) - set(config_fields()))
     if unknown:
         raise ModelConfigError(
@@ -102,7 +104,8 @@ def create_model(name: str, pretrained: bool = False, **overrides: Any) -> MDEQM
         NoPretrainedWeightsError: ``pretrained=True`` but the entry has no weights.
     """
     entry = get_entry(name)
-    model = MDEQModel(get_config(name, **overrides))
+    config = get_config(name, **overrides)
+    model = config.build() if hasattr(config, "build") else MDEQModel(config)
     if not pretrained:
         return model
     path = entry.weights_path()
@@ -278,3 +281,32 @@ for _name, _config, _about in [
     ),
 ]:
     register_model(_name, _config, description=f"official {_about}")
+
+# Trained here: configs/seg_mdeq_tiny_synthetic.yaml on the generated street scenes
+# (streamdeq.data.synthetic); the package ships its weights.
+register_model(
+    "mdeq-seg-tiny-synthetic",
+    MDEQConfig(
+        task="segmentation",
+        num_branches=4,
+        num_channels=(8, 16, 32, 64),
+        num_blocks=_FOUR,
+        expansion=2,
+        num_groups=4,
+        dropout=0.0,
+        wnorm=True,
+        downsample_times=2,
+        f_thres=24,
+        b_thres=16,
+        num_layers=4,
+        pretrain_steps=400,
+        num_classes=19,
+        head_channels=(),
+        final_conv_kernel=1,
+    ),
+    weights="mdeq-seg-tiny-synthetic.safetensors",
+    description="4-branch MDEQ (8-64 ch) trained on generated street scenes, 128x256 frames",
+)
+
+# other model families register themselves here (after the registry above exists)
+from .detection import zoo as _detection_zoo  # noqa: E402, F401

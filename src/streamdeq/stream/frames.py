@@ -147,14 +147,32 @@ def crop_output(output: Tensor, size: tuple[int, int], padded_size: tuple[int, i
 
     The output may be at a lower resolution than the input (MDEQ segmentation logits are at 1/4):
     it keeps the top-left ``ceil(H * h / Hp) x ceil(W * w / Wp)`` part, the pixels that see the
-    frame. Outputs that are not 4-D (class scores, boxes) are returned unchanged.
+    frame. Detections (a list of per-image dicts with ``boxes`` (N, 4) x1 y1 x2 y2) get their
+    boxes clipped to the frame, dropping those left without area. Other outputs (class scores)
+    are returned unchanged.
     """
+    if isinstance(output, list) and tuple(size) != tuple(padded_size):
+        return [_clip_detections(d, size) if isinstance(d, dict) else d for d in output]
     if not isinstance(output, Tensor) or output.dim() != 4 or tuple(size) == tuple(padded_size):
         return output
     out_h, out_w = output.shape[-2:]
     keep_h = math.ceil(size[0] * out_h / padded_size[0])
     keep_w = math.ceil(size[1] * out_w / padded_size[1])
     return output[..., :keep_h, :keep_w]
+
+
+def _clip_detections(detections: dict, size: tuple[int, int]) -> dict:
+    boxes = detections.get("boxes")
+    if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4:
+        return detections
+    height, width = size
+    limit = boxes.new_tensor([width, height, width, height])
+    clipped = torch.minimum(boxes, limit)
+    keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    per_box = {
+        k: v[keep] for k, v in detections.items() if isinstance(v, Tensor) and len(v) == len(boxes)
+    }
+    return {**detections, **per_box, "boxes": clipped[keep]}
 
 
 def _is_real(value: object) -> bool:

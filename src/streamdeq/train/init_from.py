@@ -12,12 +12,14 @@ from .recipe import InitFrom
 
 
 def load_backbone(model: nn.Module, source: InitFrom) -> list[str]:
-    """Copy every non-head tensor of the official checkpoint into ``model``.
+    """Copy every non-head tensor of the official checkpoint into ``model`` (into its
+    ``backbone`` for a detector, as the paper's ImageNet-initialised Faster R-CNN).
 
     Returns the names loaded. Raises :class:`CheckpointMismatchError` naming every backbone
     tensor the checkpoint lacks or has in another shape (e.g. a different width), and
     ``CheckpointError`` / ``ModelConfigError`` when the files cannot be read.
     """
+    model = getattr(model, "backbone", model)  # a detector's MDEQ is its backbone
     official = load_official_mdeq(source.official_yaml, source.state_dict)
     provided = official.state_dict()
     own = model.state_dict()
