@@ -1,0 +1,100 @@
+"""``streamdeq experiment NAME``: parse the command's options into an experiment call, run it,
+print its rows and write its CSV + PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import SettingsError
+from .clips import cityscapes_clips, generated_clips
+from .loading import load_model
+
+
+def run_experiment_command(
+    name: str,
+    *,
+    model: str | None,
+    checkpoint: Path | None,
+    random_weights: bool,
+    clips: int,
+    frames: int,
+    iters: str | None,
+    steps: str | None,
+    offsets: str | None,
+    cityscapes: Path | None,
+    split: str,
+    out: Path,
+    console: Console,
+    threads: int | None = None,
+) -> list[Path]:
+    """Run experiment ``name`` as the command line asks; returns the files written."""
+    from . import EXPERIMENTS
+
+    if name not in EXPERIMENTS:
+        raise SettingsError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
+    options: dict[str, Any] = {}
+    if iters is not None:
+        if name == "fig2":
+            raise SettingsError("--iters does not apply to fig2 (it sweeps solver steps: --steps)")
+        options["iters"] = parse_ints("--iters", iters)
+    if steps is not None:
+        if name != "fig2":
+            raise SettingsError("--steps applies to fig2 only")
+        options["steps"] = parse_ints("--steps", steps)
+    if offsets is not None:
+        if name != "fig5":
+            raise SettingsError("--offsets applies to fig5 only")
+        options["offsets"] = parse_ints("--offsets", offsets)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    net = load_model(model, checkpoint, random_weights=random_weights)
+    with console.status("loading clips"):
+        if cityscapes is not None:
+            clip_set = cityscapes_clips(cityscapes, split, frames_per_clip=frames, max_clips=clips)
+        else:
+            clip_set = generated_clips(clips, frames, split=split)
+    with console.status(f"running {name} on {len(clip_set)} clips of {frames} frames"):
+        result = EXPERIMENTS[name](net, clip_set, **options)
+    console.print(rows_table(result.rows, title=name))
+    files = result.save(out)
+    console.print(f"wrote {', '.join(map(str, files))}")
+    return files
+
+
+def parse_ints(option: str, text: str) -> list[int]:
+    """ "1,2,4" -> [1, 2, 4]; a one-line error for anything else."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SettingsError(f"{option} takes comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise SettingsError(f"{option} takes integers >= 1, got {text!r}")
+    return values
+
+
+def rows_table(rows: list[dict[str, Any]], title: str = "", limit: int = 40) -> Table:
+    """The first ``limit`` rows as a rich table (floats with 4 significant digits)."""
+    view = Table(title=title or None)
+    columns = list(rows[0]) if rows else []
+    for column in columns:
+        view.add_column(
+            column, justify="left" if column in ("scheme", "start", "mode") else "right"
+        )
+    for row in rows[:limit]:
+        view.add_row(*(_cell(row[c]) for c in columns))
+    if len(rows) > limit:
+        view.caption = f"{len(rows) - limit} more rows in the CSV"
+    return view
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

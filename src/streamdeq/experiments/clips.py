@@ -1,0 +1,127 @@
+"""Clip sets the experiments run on: generated street scenes or Cityscapes sequences.
+
+Why one small type: the paper's analyses need only frames in order and the labels of some of
+them (Cityscapes annotates one frame per 20-frame clip, the generator every frame), so both
+sources become a list of :class:`Clip` and every experiment takes such a list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import SettingsError
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Consecutive frames of one video and the labels of the annotated ones.
+
+    Attributes:
+        name: identifies the clip in results (e.g. "val-3" or a Cityscapes frame name).
+        frames: (T, H, W, 3) uint8 RGB.
+        labels: frame index -> (H, W) int64 Cityscapes train ids (255 = ignore); only the
+            annotated frames are keys (Cityscapes: the last one; generated clips: all).
+    """
+
+    name: str
+    frames: np.ndarray
+    labels: Mapping[int, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.frames.ndim != 4 or self.frames.shape[-1] != 3 or self.frames.dtype != np.uint8:
+            raise SettingsError(
+                f"clip {self.name!r}: frames must be (T, H, W, 3) uint8, got "
+                f"{self.frames.shape} {self.frames.dtype}"
+            )
+        for index in self.labels:
+            if not 0 <= index < len(self.frames):
+                raise SettingsError(
+                    f"clip {self.name!r}: label for frame {index}, but it has "
+                    f"{len(self.frames)} frames"
+                )
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames)
+
+    @property
+    def last(self) -> int:
+        """Index of the last frame (the annotated one in the paper's protocol)."""
+        return len(self.frames) - 1
+
+    def label_at(self, index: int) -> np.ndarray | None:
+        """(H, W) train ids of frame ``index``, or None where it is not annotated."""
+        return self.labels.get(index)
+
+
+def generated_clips(
+    num_clips: int,
+    num_frames: int,
+    *,
+    split: str = "val",
+    settings: Any = None,
+    seed: int = 0,
+) -> list[Clip]:
+    """Street-scene clips of :class:`streamdeq.data.synthetic.SyntheticClips`, every frame
+    labelled.
+
+    ``split="val"`` draws the generator's held-out seeds (never seen in training), so a clip set
+    is reproducible by (split, seed, num_clips, num_frames, settings).
+    """
+    from ..data.synthetic import SceneSettings, SyntheticClips
+
+    dataset = SyntheticClips(
+        num_clips,
+        seed=seed,
+        settings=settings if settings is not None else SceneSettings(),
+        split=split,
+        frames_per_clip=num_frames,
+    )
+    return [clip_from_item(dataset[i]) for i in range(len(dataset))]
+
+
+def cityscapes_clips(
+    root: str | Path,
+    split: str = "val",
+    frames_per_clip: int = 20,
+    max_clips: int | None = None,
+) -> list[Clip]:
+    """Cityscapes sequence clips (:class:`streamdeq.data.cityscapes.CityscapesSequence`): the
+    ``frames_per_clip`` frames ending at each annotated frame, labelled on the last one."""
+    from ..data.cityscapes import CityscapesSequence
+
+    dataset = CityscapesSequence(root, split=split, frames_per_clip=frames_per_clip)
+    count = len(dataset) if max_clips is None else min(max_clips, len(dataset))
+    return [clip_from_item(dataset[i]) for i in range(count)]
+
+
+def clip_from_item(item: Mapping[str, Any]) -> Clip:
+    """A :class:`Clip` of a clip dataset's item: ``frames`` (T, H, W, 3), and ``labels``
+    (T, H, W) of every frame or ``label`` (H, W) of the last one; ``name``."""
+    frames = _numpy(item["frames"]).astype(np.uint8, copy=False)
+    if "labels" in item:
+        every = _numpy(item["labels"]).astype(np.int64, copy=False)
+        labels = {t: every[t] for t in range(len(every))}
+    else:
+        labels = {len(frames) - 1: _numpy(item["label"]).astype(np.int64, copy=False)}
+    return Clip(str(item.get("name", "clip")), frames, labels)
+
+
+def check_clips(clips: Sequence[Clip], need: int = 1) -> None:
+    """Raise :class:`SettingsError` unless there are ``need`` clips, all of them Clips."""
+    if len(clips) < need:
+        raise SettingsError(f"this experiment needs at least {need} clip(s), got {len(clips)}")
+    for clip in clips:
+        if not isinstance(clip, Clip):
+            raise SettingsError(f"expected Clip objects, got {type(clip).__name__}")
+
+
+def _numpy(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)

@@ -1,0 +1,143 @@
+"""Table 1: accuracy and speed of StreamDEQ with M iterations a frame against the fully solved
+baseline, measured side by side in one run.
+
+Every scheme gets every frame in turn (interleaved, the order rotating from frame to frame), so
+they share the machine's state (other load, clock, caches) and the frames/s are comparable;
+each scheme's speed is the median of its per-frame latencies (frame in, logits out, as the
+stream engine reports them). mIoU is computed on the annotated last frame of each clip as in
+the paper (``evaluate="all"``: on every annotated frame).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import SettingsError
+from .clips import Clip, check_clips
+from .distributed import confusion_matrices, gather, reduce_confusions, shard
+from .result import ExperimentResult, new_figure
+from .streams import PAPER_ITERS, Scheme, as_label_tensor, check_iters, predict_labels
+
+EVALUATE = ("last", "all")
+
+
+def table1(
+    model: Any,
+    clips: Sequence[Clip],
+    *,
+    iters: Sequence[int] = PAPER_ITERS,
+    non_streaming: bool = True,
+    evaluate: str = "last",
+    num_classes: int = 19,
+    **stream_options: Any,
+) -> ExperimentResult:
+    """mIoU, frames/s and speed-up of each scheme.
+
+    Args:
+        model: a segmentation model in eval mode.
+        clips: annotated clips (the paper: 20 frames ending at the annotated one).
+        iters: the M of StreamDEQ (Eq. 5).
+        non_streaming: also run the model with M iterations from zeros on every frame (what
+            StreamDEQ's warm start is worth at equal cost).
+        evaluate: "last" (the paper) or "all" annotated frames.
+
+    Returns:
+        rows (scheme, mode, M, iters_per_frame, miou, pixel_accuracy, ms_per_frame, fps,
+        speedup); the baseline comes first and its speed-up is 1.
+    """
+    check_clips(clips)
+    iters = check_iters(iters)
+    if evaluate not in EVALUATE:
+        raise SettingsError(f"evaluate must be one of {', '.join(EVALUATE)}, got {evaluate!r}")
+    schemes = [Scheme("baseline")] + [Scheme("stream", m) for m in iters]
+    if non_streaming:
+        schemes += [Scheme("baseline", m) for m in iters]
+    matrices = confusion_matrices(schemes, num_classes)
+    timings: list[tuple[int, float, int]] = []  # (scheme index, latency ms, iterations)
+    for _, clip in shard(clips):
+        timings += _run_interleaved(model, clip, schemes, matrices, evaluate, stream_options)
+    timings = gather(timings)
+    reduce_confusions(matrices)
+    rows = _rows(schemes, matrices, timings)
+    meta = {
+        "clips": len(clips),
+        "frames": sum(clip.num_frames for clip in clips),
+        "iters": iters,
+        "full_iters": stream_options.get("full_iters") or model.config.f_thres,
+        "evaluate": evaluate,
+    }
+    return ExperimentResult("table1", rows, plot_table1, meta)
+
+
+def _run_interleaved(model, clip: Clip, schemes, matrices, evaluate, options) -> list:
+    streams = [scheme.open(model, **options) for scheme in schemes]
+    timings = []
+    for t in range(clip.num_frames):
+        label = clip.label_at(t)
+        scored = label is not None and (evaluate == "all" or t == clip.last)
+        target = as_label_tensor(label) if scored else None
+        for k in range(len(streams)):
+            j = (k + t) % len(streams)  # rotate who goes first
+            result = streams[j].step(clip.frames[t])
+            timings.append((j, result.info.latency_ms, result.info.iters))
+            if scored:
+                pred = predict_labels(result.output, tuple(target.shape))
+                matrices[schemes[j]].update(pred, target)
+    return timings
+
+
+def _rows(schemes, matrices, timings) -> list[dict[str, Any]]:
+    medians, mean_iters = [], []
+    for j in range(len(schemes)):
+        mine = [(ms, it) for i, ms, it in timings if i == j]
+        medians.append(statistics.median(ms for ms, _ in mine) if mine else float("nan"))
+        mean_iters.append(statistics.fmean(it for _, it in mine) if mine else float("nan"))
+    rows = []
+    for j, scheme in enumerate(schemes):
+        ms = medians[j]
+        rows.append(
+            {
+                "scheme": scheme.label,
+                "mode": scheme.mode,
+                "M": scheme.iters,
+                "iters_per_frame": mean_iters[j],
+                "miou": float(matrices[scheme].miou()),
+                "pixel_accuracy": float(matrices[scheme].pixel_accuracy()),
+                "ms_per_frame": ms,
+                "fps": 1000.0 / ms if ms > 0 else float("inf"),
+                "speedup": medians[0] / ms if ms > 0 else float("inf"),
+            }
+        )
+    return rows
+
+
+def plot_table1(rows: Sequence[dict[str, Any]]):
+    """mIoU against frames/s: one point per scheme, StreamDEQ and non-streaming as lines over M."""
+    figure, axes = new_figure()
+    ax = axes[0, 0]
+    for mode, style, name in (("stream", "o-", "StreamDEQ"), ("baseline", "s--", "non-streaming")):
+        picked = sorted(
+            (r for r in rows if r["mode"] == mode and r["M"] is not None), key=lambda r: r["M"]
+        )
+        if not picked:
+            continue
+        ax.plot([r["fps"] for r in picked], [r["miou"] for r in picked], style, label=name)
+        for r in picked:
+            ax.annotate(
+                f"M={r['M']}",
+                (r["fps"], r["miou"]),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize="small",
+            )
+    base = next((r for r in rows if r["mode"] == "baseline" and r["M"] is None), None)
+    if base is not None:
+        ax.plot([base["fps"]], [base["miou"]], "k*", ms=12, label="baseline (N)")
+    ax.set_xlabel("frames / s")
+    ax.set_ylabel("mIoU")
+    ax.set_title("Table 1: accuracy against speed")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return figure
