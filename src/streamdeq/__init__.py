@@ -22,6 +22,7 @@ from .models import (
     load_safetensors,
     save_safetensors,
 )
+from .runtime import tune_cpu_allocator
 from .solvers import SolverResult, SolverStatus, list_solvers, solve
 from .stream import FrameInfo, StepResult, StreamBatch, StreamDEQ
 
@@ -50,4 +51,5 @@ __all__ = [
     "open_video",
     "save_safetensors",
     "solve",
+    "tune_cpu_allocator",
 ]

@@ -294,6 +294,9 @@ def _require_file(path: Path, what: str) -> None:
 
 def main() -> None:
     """Entry point: run the app, turning expected errors into one line and exit code 2."""
+    from .runtime import tune_cpu_allocator
+
+    tune_cpu_allocator()  # a process-wide setting: the command owns the process, the library not
     try:
         code = app(standalone_mode=False)  # returns the code of a typer.Exit in this mode
     except StreamDEQError as err:

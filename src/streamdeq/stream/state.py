@@ -18,7 +18,9 @@ thumbnail and a few numbers; nothing grows with the number of frames.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -110,6 +112,8 @@ class StreamState:
             if self.boost_left > 0:
                 plan = replace(plan, max_iter=plan.max_iter + settings.shots.boost_iters)
                 self.boost_left -= 1
+        if start is None:
+            _forget_solver_memory(settings.solver_options)
         z0 = start if start is not None else model.init_state(injection)
         out_job = self._job(z0, injection, plan)
         frame = _Frame(
@@ -265,3 +269,13 @@ def _read_back(scalars: list[Tensor | None]) -> list[float]:
     nan = torch.full((), math.nan, dtype=torch.float64, device=device)
     stacked = torch.stack([nan if s is None else s.detach().to(torch.float64) for s in scalars])
     return stacked.tolist()
+
+
+def _forget_solver_memory(solver_options: Mapping[str, Any]) -> None:
+    """A solve from zeros must not inherit memory (e.g. a carried ``BroydenMemory``) from the
+    state it replaces: after a reset, a cut or a divergence that memory describes another
+    scene, or holds non-finite values."""
+    for value in solver_options.values():
+        forget = getattr(value, "reset", None)
+        if callable(forget):
+            forget()
