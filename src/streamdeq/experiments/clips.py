@@ -121,6 +121,19 @@ def check_clips(clips: Sequence[Clip], need: int = 1) -> None:
             raise SettingsError(f"expected Clip objects, got {type(clip).__name__}")
 
 
+def frame_offsets(shortest: int, offsets: Sequence[int] | None) -> list[int]:
+    """The sorted offsets (frames streamed before the scored last frame) to evaluate: all of
+    1..``shortest`` by default; others raise :class:`SettingsError`."""
+    if offsets is None:
+        return list(range(1, shortest + 1))
+    values = sorted(set(offsets))
+    if not values or values[0] < 1 or values[-1] > shortest:
+        raise SettingsError(
+            f"offsets must be between 1 and the shortest clip's length {shortest}, got {values}"
+        )
+    return values
+
+
 def _numpy(value: Any) -> np.ndarray:
     if hasattr(value, "detach"):
         value = value.detach().cpu().numpy()

@@ -34,10 +34,11 @@ import numpy as np
 
 from ..errors import SettingsError
 from ..eval.detection import DetectionAccumulator
-from .clips import Clip
+from .clips import Clip, frame_offsets
 from .distributed import gather, shard
 from .result import ExperimentResult, iter_color, new_figure, series
 from .streams import PAPER_ITERS, Scheme, check_iters
+from .table1 import plot_accuracy_vs_speed
 
 EVALUATE = ("last", "all")
 
@@ -336,14 +337,7 @@ def _check_offsets(clips: Sequence[DetectionClip], offsets: Sequence[int] | None
                 f"fig8 scores the last frame, but clip {clip.name!r} has no boxes for it"
             )
     shortest = min(clip.num_frames for clip in clips)
-    if offsets is None:
-        return list(range(1, shortest + 1))
-    values = sorted(set(offsets))
-    if not values or values[0] < 1 or values[-1] > shortest:
-        raise SettingsError(
-            f"offsets must be between 1 and the shortest clip's length {shortest}, got {values}"
-        )
-    return values
+    return frame_offsets(shortest, offsets)
 
 
 def _full_iters(model: Any, options: Mapping[str, Any]) -> int | None:
@@ -383,29 +377,6 @@ def plot_fig8(rows: Sequence[Mapping[str, Any]]):
 
 def plot_table1_detect(rows: Sequence[Mapping[str, Any]]):
     """mAP@50 against frames/s: StreamDEQ and non-streaming as lines over M, the baseline."""
-    figure, axes = new_figure()
-    ax = axes[0, 0]
-    for mode, style, name in (("stream", "o-", "StreamDEQ"), ("baseline", "s--", "non-streaming")):
-        picked = sorted(
-            (r for r in rows if r["mode"] == mode and r["M"] is not None), key=lambda r: r["M"]
-        )
-        if not picked:
-            continue
-        ax.plot([r["fps"] for r in picked], [r["map50"] for r in picked], style, label=name)
-        for r in picked:
-            ax.annotate(
-                f"M={r['M']}",
-                (r["fps"], r["map50"]),
-                textcoords="offset points",
-                xytext=(4, 4),
-                fontsize="small",
-            )
-    base = next((r for r in rows if r["mode"] == "baseline" and r["M"] is None), None)
-    if base is not None:
-        ax.plot([base["fps"]], [base["map50"]], "k*", ms=12, label="baseline (N)")
-    ax.set_xlabel("frames / s")
-    ax.set_ylabel("mAP@50")
-    ax.set_title("Table 1 (detection): accuracy against speed")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    return figure
+    return plot_accuracy_vs_speed(
+        rows, "map50", "mAP@50", "Table 1 (detection): accuracy against speed"
+    )

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import SettingsError
-from .clips import Clip, check_clips
+from .clips import Clip, check_clips, frame_offsets
 from .distributed import confusion_matrices, reduce_confusions, shard
 from .result import ExperimentResult, integer_ticks, iter_color, new_figure, series
 from .streams import (
@@ -116,14 +116,7 @@ def _check_offsets(clips: Sequence[Clip], offsets: Sequence[int] | None) -> list
             raise SettingsError(
                 f"fig5 evaluates the last frame, but clip {clip.name!r} has no label for it"
             )
-    if offsets is None:
-        return list(range(1, shortest + 1))
-    values = sorted(set(offsets))
-    if not values or values[0] < 1 or values[-1] > shortest:
-        raise SettingsError(
-            f"offsets must be between 1 and the shortest clip's length {shortest}, got {values}"
-        )
-    return values
+    return frame_offsets(shortest, offsets)
 
 
 def _full_iters(model: Any, options: dict) -> int | None:

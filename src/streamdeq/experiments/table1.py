@@ -11,7 +11,7 @@ the paper (``evaluate="all"``: on every annotated frame).
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import SettingsError
@@ -115,6 +115,12 @@ def _rows(schemes, matrices, timings) -> list[dict[str, Any]]:
 
 def plot_table1(rows: Sequence[dict[str, Any]]):
     """mIoU against frames/s: one point per scheme, StreamDEQ and non-streaming as lines over M."""
+    return plot_accuracy_vs_speed(rows, "miou", "mIoU", "Table 1: accuracy against speed")
+
+
+def plot_accuracy_vs_speed(rows: Sequence[Mapping[str, Any]], metric: str, ylabel: str, title: str):
+    """``metric`` against frames/s for any task: StreamDEQ and non-streaming as lines over M,
+    the fully solved baseline as a star."""
     figure, axes = new_figure()
     ax = axes[0, 0]
     for mode, style, name in (("stream", "o-", "StreamDEQ"), ("baseline", "s--", "non-streaming")):
@@ -123,21 +129,21 @@ def plot_table1(rows: Sequence[dict[str, Any]]):
         )
         if not picked:
             continue
-        ax.plot([r["fps"] for r in picked], [r["miou"] for r in picked], style, label=name)
+        ax.plot([r["fps"] for r in picked], [r[metric] for r in picked], style, label=name)
         for r in picked:
             ax.annotate(
                 f"M={r['M']}",
-                (r["fps"], r["miou"]),
+                (r["fps"], r[metric]),
                 textcoords="offset points",
                 xytext=(4, 4),
                 fontsize="small",
             )
     base = next((r for r in rows if r["mode"] == "baseline" and r["M"] is None), None)
     if base is not None:
-        ax.plot([base["fps"]], [base["miou"]], "k*", ms=12, label="baseline (N)")
+        ax.plot([base["fps"]], [base[metric]], "k*", ms=12, label="baseline (N)")
     ax.set_xlabel("frames / s")
-    ax.set_ylabel("mIoU")
-    ax.set_title("Table 1: accuracy against speed")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return figure
