@@ -24,7 +24,6 @@ the VOC-style all-point AP@50 beside it.
 from __future__ import annotations
 
 import re
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,11 +35,10 @@ from ..errors import SettingsError
 from ..eval.detection import DetectionAccumulator
 from .clips import Clip, frame_offsets
 from .distributed import gather, shard
+from .interleave import run_interleaved, speed_columns, table1_schemes
 from .result import ExperimentResult, iter_color, new_figure, series
 from .streams import PAPER_ITERS, Scheme, check_iters
 from .table1 import plot_accuracy_vs_speed
-
-EVALUATE = ("last", "all")
 
 
 @dataclass(frozen=True)
@@ -253,32 +251,33 @@ def table1_detect(
     """
     clips = _check_clips(clips)
     iters = check_iters(iters)
-    if evaluate not in EVALUATE:
-        raise SettingsError(f"evaluate must be one of {', '.join(EVALUATE)}, got {evaluate!r}")
-    schemes = [Scheme("baseline")] + [Scheme("stream", m) for m in iters]
-    if non_streaming:
-        schemes += [Scheme("baseline", m) for m in iters]
+    schemes = table1_schemes(iters, non_streaming, evaluate)
     accumulators = [DetectionAccumulator() for _ in schemes]
-    timings: list[tuple[int, float, int]] = []  # (scheme index, latency ms, iterations)
+
+    def target_at(clip: DetectionClip, t: int):
+        target = clip.target_at(t)
+        return target if target is not None and (evaluate == "all" or t == clip.last) else None
+
+    def score(j: int, output, target) -> None:
+        accumulators[j].update([output], [target])
+
+    timings = []
     for _, clip in shard(clips):
-        timings += _interleaved(model, clip, schemes, accumulators, evaluate, stream_options)
+        timings += run_interleaved(
+            model, clip.frames, schemes, lambda t, c=clip: target_at(c, t), score, stream_options
+        )
     timings = gather(timings)
     rows = []
-    medians = [_median([ms for j, ms, _ in timings if j == i]) for i in range(len(schemes))]
-    for i, scheme in enumerate(schemes):
+    for i, (scheme, speed) in enumerate(zip(schemes, speed_columns(schemes, timings), strict=True)):
         accumulators[i].all_gather()
-        mine = [it for j, _, it in timings if j == i]
-        ms = medians[i]
         rows.append(
             {
                 "scheme": scheme.label,
                 "mode": scheme.mode,
                 "M": scheme.iters,
-                "iters_per_frame": statistics.fmean(mine) if mine else float("nan"),
+                "iters_per_frame": speed["iters_per_frame"],
                 **_scores(accumulators[i]),
-                "ms_per_frame": ms,
-                "fps": 1000.0 / ms if ms > 0 else float("inf"),
-                "speedup": medians[0] / ms if ms > 0 else float("inf"),
+                **{k: v for k, v in speed.items() if k != "iters_per_frame"},
             }
         )
     meta = {
@@ -289,21 +288,6 @@ def table1_detect(
         "evaluate": evaluate,
     }
     return ExperimentResult("table1_detect", rows, plot_table1_detect, meta)
-
-
-def _interleaved(model, clip: DetectionClip, schemes, accumulators, evaluate, options) -> list:
-    streams = [scheme.open(model, **options) for scheme in schemes]
-    timings = []
-    for t in range(clip.num_frames):
-        target = clip.target_at(t)
-        scored = target is not None and (evaluate == "all" or t == clip.last)
-        for k in range(len(streams)):
-            j = (k + t) % len(streams)  # rotate who goes first
-            result = streams[j].step(clip.frames[t])
-            timings.append((j, result.info.latency_ms, result.info.iters))
-            if scored:
-                accumulators[j].update([result.output], [target])
-    return timings
 
 
 def _last_output(model: Any, scheme: Scheme, frames: np.ndarray, options: Mapping[str, Any]):
@@ -342,10 +326,6 @@ def _check_offsets(clips: Sequence[DetectionClip], offsets: Sequence[int] | None
 
 def _full_iters(model: Any, options: Mapping[str, Any]) -> int | None:
     return options.get("full_iters") or getattr(getattr(model, "config", None), "f_thres", None)
-
-
-def _median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
 
 
 def _numpy(value: Any) -> np.ndarray:

@@ -10,17 +10,14 @@ the paper (``evaluate="all"``: on every annotated frame).
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import SettingsError
 from .clips import Clip, check_clips
 from .distributed import confusion_matrices, gather, reduce_confusions, shard
+from .interleave import run_interleaved, speed_columns, table1_schemes
 from .result import ExperimentResult, new_figure
-from .streams import PAPER_ITERS, Scheme, as_label_tensor, check_iters, predict_labels
-
-EVALUATE = ("last", "all")
+from .streams import PAPER_ITERS, as_label_tensor, check_iters, predict_labels
 
 
 def table1(
@@ -49,18 +46,36 @@ def table1(
     """
     check_clips(clips)
     iters = check_iters(iters)
-    if evaluate not in EVALUATE:
-        raise SettingsError(f"evaluate must be one of {', '.join(EVALUATE)}, got {evaluate!r}")
-    schemes = [Scheme("baseline")] + [Scheme("stream", m) for m in iters]
-    if non_streaming:
-        schemes += [Scheme("baseline", m) for m in iters]
+    schemes = table1_schemes(iters, non_streaming, evaluate)
     matrices = confusion_matrices(schemes, num_classes)
-    timings: list[tuple[int, float, int]] = []  # (scheme index, latency ms, iterations)
+
+    def label_at(clip: Clip, t: int):
+        label = clip.label_at(t)
+        scored = label is not None and (evaluate == "all" or t == clip.last)
+        return as_label_tensor(label) if scored else None
+
+    def score(j: int, output, target) -> None:
+        matrices[schemes[j]].update(predict_labels(output, tuple(target.shape)), target)
+
+    timings = []
     for _, clip in shard(clips):
-        timings += _run_interleaved(model, clip, schemes, matrices, evaluate, stream_options)
+        timings += run_interleaved(
+            model, clip.frames, schemes, lambda t, c=clip: label_at(c, t), score, stream_options
+        )
     timings = gather(timings)
     reduce_confusions(matrices)
-    rows = _rows(schemes, matrices, timings)
+    rows = [
+        {
+            "scheme": scheme.label,
+            "mode": scheme.mode,
+            "M": scheme.iters,
+            "iters_per_frame": speed["iters_per_frame"],
+            "miou": float(matrices[scheme].miou()),
+            "pixel_accuracy": float(matrices[scheme].pixel_accuracy()),
+            **{k: v for k, v in speed.items() if k != "iters_per_frame"},
+        }
+        for scheme, speed in zip(schemes, speed_columns(schemes, timings), strict=True)
+    ]
     meta = {
         "clips": len(clips),
         "frames": sum(clip.num_frames for clip in clips),
@@ -69,48 +84,6 @@ def table1(
         "evaluate": evaluate,
     }
     return ExperimentResult("table1", rows, plot_table1, meta)
-
-
-def _run_interleaved(model, clip: Clip, schemes, matrices, evaluate, options) -> list:
-    streams = [scheme.open(model, **options) for scheme in schemes]
-    timings = []
-    for t in range(clip.num_frames):
-        label = clip.label_at(t)
-        scored = label is not None and (evaluate == "all" or t == clip.last)
-        target = as_label_tensor(label) if scored else None
-        for k in range(len(streams)):
-            j = (k + t) % len(streams)  # rotate who goes first
-            result = streams[j].step(clip.frames[t])
-            timings.append((j, result.info.latency_ms, result.info.iters))
-            if scored:
-                pred = predict_labels(result.output, tuple(target.shape))
-                matrices[schemes[j]].update(pred, target)
-    return timings
-
-
-def _rows(schemes, matrices, timings) -> list[dict[str, Any]]:
-    medians, mean_iters = [], []
-    for j in range(len(schemes)):
-        mine = [(ms, it) for i, ms, it in timings if i == j]
-        medians.append(statistics.median(ms for ms, _ in mine) if mine else float("nan"))
-        mean_iters.append(statistics.fmean(it for _, it in mine) if mine else float("nan"))
-    rows = []
-    for j, scheme in enumerate(schemes):
-        ms = medians[j]
-        rows.append(
-            {
-                "scheme": scheme.label,
-                "mode": scheme.mode,
-                "M": scheme.iters,
-                "iters_per_frame": mean_iters[j],
-                "miou": float(matrices[scheme].miou()),
-                "pixel_accuracy": float(matrices[scheme].pixel_accuracy()),
-                "ms_per_frame": ms,
-                "fps": 1000.0 / ms if ms > 0 else float("inf"),
-                "speedup": medians[0] / ms if ms > 0 else float("inf"),
-            }
-        )
-    return rows
 
 
 def plot_table1(rows: Sequence[dict[str, Any]]):
