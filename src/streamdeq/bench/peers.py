@@ -42,7 +42,7 @@ def torchdeq_solve(
     def packed_f(x: Tensor) -> Tensor:
         nonlocal calls
         calls += 1
-        return flatten(f(unflatten(x.reshape(x0.shape), like), *args)).reshape(x.shape)
+        return flatten(f(unflatten(x.reshape(x0.shape), like), *args), like).reshape(x.shape)
 
     solver(packed_f, x0, max_iter=max_iter, tol=0.0, stop_mode="abs")
     return calls

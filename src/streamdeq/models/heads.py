@@ -32,10 +32,15 @@ class SegmentationHead(nn.Module):
         )
 
     def forward(self, z: Sequence[Tensor]) -> Tensor:
+        if z[0].device.type == "cpu":
+            # oneDNN's 1x1 convolutions over the wide concatenation run faster channels-last
+            # (SMALL at 512x1024: the head 104 -> 91 ms, XL 626 -> 509 ms, 2 threads), and
+            # upsampling and cat keep the format, so only the small branch states are copied
+            z = [t.contiguous(memory_format=torch.channels_last) for t in z]
         size = z[0].shape[-2:]
         parts = [z[0]]
         parts += [F.interpolate(t, size=size, mode="bilinear", align_corners=True) for t in z[1:]]
-        return self.last_layer(torch.cat(parts, dim=1))
+        return self.last_layer(torch.cat(parts, dim=1)).contiguous()
 
 
 class Bottleneck(nn.Module):

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ..deq import BackwardSettings, equilibrium, unrolled_forward
 from ..solvers import SolverResult, solve
+from ..solvers.base import channels_last
 from .config import MDEQConfig
 from .heads import build_head
 from .layers import WeightNormConv2d, refresh_weights
@@ -90,8 +91,17 @@ class MDEQModel(nn.Module):
         """z = 0: (B, C_i, H_0 / 2**i, W_0 / 2**i) zeros for each branch i."""
         u = injection[0]
         bsz, _, height, width = u.shape
+        layout = torch.channels_last if channels_last(u) else torch.contiguous_format
         return [
-            u.new_zeros(bsz, c, height >> i, width >> i)
+            torch.empty(
+                bsz,
+                c,
+                height >> i,
+                width >> i,
+                dtype=u.dtype,
+                device=u.device,
+                memory_format=layout,
+            ).zero_()
             for i, c in enumerate(self.config.num_channels)
         ]
 

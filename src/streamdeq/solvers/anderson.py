@@ -69,7 +69,7 @@ def anderson(
         slot, n = k % memory, min(k + 1, memory)
         # f(x) and g = f(x) - x go straight into their history slots (no extra copies)
         fz = f(unflatten(x, like), *progress.args_for(args))
-        fx = torch.cat([t.reshape(t.shape[0], -1) for t in fz], dim=1, out=hist_f[:, slot])
+        fx = flatten(fz, like, out=hist_f[:, slot])
         g = torch.sub(fx, x, out=hist_g[:, slot])
         row = torch.bmm(hist_g[:, :n], g.unsqueeze(2)).squeeze(2)  # (B, n): <g_i, g_k>
         gram[:, slot, :n] = row

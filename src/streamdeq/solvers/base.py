@@ -85,18 +85,43 @@ def batch_size(z: Sequence[Tensor]) -> int:
     return z[0].shape[0]
 
 
-def flatten(z: Sequence[Tensor]) -> Tensor:
-    """(B, D): the state as one row per sample. Copies; solvers use it only where they must."""
-    bsz = z[0].shape[0]
-    return torch.cat([t.reshape(bsz, -1) for t in z], dim=1)
+def channels_last(t: Tensor) -> bool:
+    """Whether a 4-d tensor keeps its channels innermost (NHWC in memory), e.g. after
+    ``.contiguous(memory_format=torch.channels_last)``; row slices of such a tensor count too."""
+    return t.dim() == 4 and t.shape[1] > 1 and t.stride(1) == 1 and t.shape[2] * t.shape[3] > 1
+
+
+def as_rows(t: Tensor, like: Tensor) -> Tensor:
+    """``t`` as (B, D) in the element order of ``like``'s memory layout (a view where it can)."""
+    if channels_last(like):
+        t = t.permute(0, 2, 3, 1)
+    return t.reshape(t.shape[0], -1)
+
+
+def flatten(z: Sequence[Tensor], like: Sequence[Tensor] | None = None, out: Tensor | None = None):
+    """(B, D): the state as one row per sample, in the element order of ``like``'s layouts
+    (default: ``z``'s own). Copies; solvers use it only where they must.
+
+    Why the order follows the layout: a channels-last state (faster convolutions on CPUs)
+    flattened in NCHW order would be copied element by element at every call, and f(z) must be
+    flattened in the same order as z whatever layout f returns it in.
+    """
+    like = z if like is None else like
+    return torch.cat([as_rows(t, ref) for t, ref in zip(z, like, strict=True)], dim=1, out=out)
 
 
 def unflatten(flat: Tensor, like: Sequence[Tensor]) -> State:
-    """Views of ``flat`` (B, D) shaped like ``like`` (without copying)."""
+    """Views of ``flat`` (B, D) shaped like ``like``, in its memory layouts (without copying)."""
     out, start = [], 0
+    bsz = flat.shape[0]
     for t in like:
         n = t[0].numel()
-        out.append(flat[:, start : start + n].view(flat.shape[0], *t.shape[1:]))
+        chunk = flat[:, start : start + n]
+        if channels_last(t):
+            _, c, h, w = t.shape
+            out.append(chunk.view(bsz, h, w, c).permute(0, 3, 1, 2))
+        else:
+            out.append(chunk.view(bsz, *t.shape[1:]))
         start += n
     return out
 
@@ -106,7 +131,7 @@ def sq_norm(z: Sequence[Tensor]) -> Tensor:
     of each tensor, no temporaries of its size)."""
     total = None
     for t in z:
-        s = torch.linalg.vector_norm(t.reshape(t.shape[0], -1), dim=1).float().square()
+        s = torch.linalg.vector_norm(as_rows(t, t), dim=1).float().square()
         total = s if total is None else total + s
     return total
 

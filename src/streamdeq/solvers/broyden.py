@@ -130,7 +130,7 @@ def _published(
     stored = 0  # rank-one updates made so far (may exceed ``slots``: then the oldest is replaced)
 
     def residual(x_flat: Tensor) -> Tensor:
-        fx = flatten(f(unflatten(x_flat, like), *progress.args_for(args)))
+        fx = flatten(f(unflatten(x_flat, like), *progress.args_for(args)), like)
         gx = fx - x_flat
         abs_res = gx.norm(dim=1)
         progress.record(abs_res, abs_res / (fx.norm(dim=1) + REL_EPS))
@@ -204,7 +204,7 @@ def _efficient(
 
     def residual(x_flat: Tensor, out: Tensor) -> Tensor:
         fz = f(unflatten(x_flat, like), *progress.args_for(args))
-        gx = torch.cat([t.reshape(t.shape[0], -1) for t in fz], dim=1, out=out)
+        gx = flatten(fz, like, out=out)
         f_norm = gx.norm(dim=1)
         gx = gx.sub_(x_flat)  # g = f(x) - x, in the buffer that held f(x)
         abs_res = gx.norm(dim=1)

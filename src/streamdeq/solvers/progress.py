@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .base import SolverResult, SolverStatus, State, select_rows
+from .base import SolverResult, SolverStatus, State, as_rows, select_rows
 
 #: A residual this many times larger than the start's means the iteration is blowing up; the
 #: official MDEQ Broyden uses the same "protective break" factor.
@@ -159,7 +159,7 @@ class Progress:
             last = self.abs_cols[-1] if answer_abs is None else answer_abs
             # a sum is non-finite when any entry is (or when the state is ~1e38, which has
             # blown up as well): one read of the state, no (B, D) boolean temporaries
-            total = sum(t.reshape(self.bsz, -1).sum(dim=1) for t in z)
+            total = sum(as_rows(t, t).sum(dim=1) for t in z)
             bad = ~torch.isfinite(total) | ~torch.isfinite(last)
             bad |= last > DIVERGENCE_FACTOR * self.init_abs
             bad &= status != int(SolverStatus.CONVERGED)
