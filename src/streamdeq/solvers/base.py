@@ -98,7 +98,9 @@ def as_rows(t: Tensor, like: Tensor) -> Tensor:
     return t.reshape(t.shape[0], -1)
 
 
-def flatten(z: Sequence[Tensor], like: Sequence[Tensor] | None = None, out: Tensor | None = None):
+def flatten(
+    z: Sequence[Tensor], like: Sequence[Tensor] | None = None, out: Tensor | None = None
+) -> Tensor:
     """(B, D): the state as one row per sample, in the element order of ``like``'s layouts
     (default: ``z``'s own). Copies; solvers use it only where they must.
 
