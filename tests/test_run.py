@@ -37,6 +37,8 @@ from streamdeq.models import (
 )
 from streamdeq.runner import RunOptions, run_video
 
+from .data.live import live_stream, mpegts_bytes
+
 FRAMES, HEIGHT, WIDTH, FPS = 6, 32, 64, 10
 FULL_ITERS = 5  # N of the tiny model, so the baseline stays cheap
 OFFICIAL = Path(__file__).resolve().parent / "fixtures" / "mdeq_official_seg_small8"
@@ -123,6 +125,19 @@ def test_run_writes_one_overlay_frame_and_one_stats_row_per_input_frame(checkpoi
     for column in ("shot_change", "latency_ms", "residual_before", "reset", "label_change"):
         assert column in rows[0]
     assert rows[0]["reset"] == "first_frame" and rows[1]["reset"] == ""
+    assert leftovers(tmp_path) == []
+
+
+def test_a_live_stream_url_runs_frame_by_frame_to_the_end_of_the_broadcast(checkpoint, tmp_path):
+    out, stats = tmp_path / "out.mp4", tmp_path / "stats.csv"
+    payload = mpegts_bytes([scene(t) for t in range(FRAMES)], FPS)
+    with live_stream(payload) as url:
+        report = run(checkpoint, url, iters=2, out=out, stats=stats)
+    assert (report.stopped, report.exit_code, report.frames) == (None, 0, FRAMES)
+    assert len(decoded_frames(out)) == FRAMES
+    rows = read_csv(stats)
+    assert [int(r["index"]) for r in rows] == list(range(FRAMES))
+    assert [float(r["timestamp"]) for r in rows] == pytest.approx([t / FPS for t in range(FRAMES)])
     assert leftovers(tmp_path) == []
 
 
@@ -286,6 +301,8 @@ def test_any_other_failure_mid_run_leaves_no_output(checkpoint, clip, tmp_path):
         ({"device": "tpu"}, "--device must be one of"),
         ({"max_frames": 0}, "--max-frames must be >= 1"),
         ({"fps": -1.0}, "--fps must be a positive"),
+        ({"timeout": 0.0}, "--timeout must be a positive"),
+        ({"timeout": float("nan")}, "--timeout must be a positive"),
     ],
 )
 def test_conflicting_or_invalid_options_are_settings_errors(options, message, monkeypatch):
@@ -449,3 +466,29 @@ def test_command_user_error_is_one_line_exit_2(checkpoint, clip):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert lines == [lines[0]] and lines[0].startswith("streamdeq: error: --iters and --tol")
+
+
+def test_command_on_a_live_stream_prints_a_summary(checkpoint, tmp_path):
+    out = tmp_path / "out.mp4"
+    with live_stream(mpegts_bytes([scene(t) for t in range(FRAMES)], FPS)) as url:
+        done = cli(url, "--checkpoint", str(checkpoint), "--iters", "1", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert f"{FRAMES} frames" in done.stdout
+    assert len(decoded_frames(out)) == FRAMES
+
+
+def test_command_on_a_stream_that_goes_silent_stops_after_timeout_and_keeps_the_frames(
+    checkpoint, tmp_path
+):
+    out, stats = tmp_path / "out.mp4", tmp_path / "stats.csv"
+    payload = mpegts_bytes([scene(t) for t in range(40)], FPS)
+    with live_stream(payload, stall_after=len(payload) // 2) as url:
+        done = cli(url, "--checkpoint", str(checkpoint), "--iters", "1", "--timeout", "1",
+                   "--out", str(out), "--stats", str(stats))  # fmt: skip
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "nothing arrived for 1 s" in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
+    kept = len(decoded_frames(out))
+    assert 0 < kept < 40 and len(read_csv(stats)) == kept
+    assert leftovers(tmp_path) == []

@@ -204,6 +204,9 @@ def run_command(
     max_frames: Annotated[int | None, typer.Option(help="stop after K frames")] = None,
     fps: Annotated[float | None, typer.Option(help="fps of image folders and --out")] = None,
     device: Annotated[str, typer.Option(help="auto|cpu|cuda|cuda:N")] = "auto",
+    timeout: Annotated[
+        float, typer.Option(help="seconds a stream URL may go silent before the run stops")
+    ] = 10.0,
     task: Annotated[str | None, typer.Option(help="renderer (default: the model's task)")] = None,
 ) -> None:
     """Run a model on a video online, frame by frame: overlay video, per-frame stats, summary.

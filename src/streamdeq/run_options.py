@@ -46,6 +46,8 @@ class RunOptions:
         max_frames: stop after this many frames.
         fps: frame rate of image folders and of the output video (default: the input's).
         device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+        timeout: seconds a network stream may take to open or to deliver more data before the
+            run stops on it (the frames done are kept); files are not affected.
         task: the renderer (``streamdeq.render.list_renderers()``); default: the model's task.
     """
 
@@ -65,6 +67,7 @@ class RunOptions:
     max_frames: int | None = None
     fps: float | None = None
     device: str = "auto"
+    timeout: float = 10.0
     task: str | None = None
 
     def __post_init__(self) -> None:
@@ -152,6 +155,10 @@ class RunOptions:
             raise SettingsError(f"--max-frames must be >= 1, got {self.max_frames}")
         if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
             raise SettingsError(f"--fps must be a positive number, got {self.fps}")
+        if not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise SettingsError(
+                f"--timeout must be a positive number of seconds, got {self.timeout}"
+            )
         resolve_device(self.device)
 
     def stream_settings(self) -> StreamSettings:

@@ -197,7 +197,9 @@ def run_video(
             any frame is processed, and an input error if it happens before the first frame.
     """
     device = resolve_device(options.device)
-    video = open_video(options.source, max_frames=options.max_frames, fps=options.fps)
+    video = open_video(
+        options.source, max_frames=options.max_frames, fps=options.fps, timeout=options.timeout
+    )
     with video:
         fps = options.fps or video.fps or FALLBACK_FPS
         outputs = RunOutputs(options.out, options.stats, fps, video.size)

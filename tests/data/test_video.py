@@ -22,6 +22,7 @@ from streamdeq.errors import SettingsError, StreamDEQError
 
 from .clips import FPS, FRAMES, HEIGHT, WIDTH, gradient_frame, skip_if_root, truncate, write_clip
 from .clips import write_png as write_png_image
+from .live import live_stream, mpegts_bytes
 
 
 def test_mp4_metadata_is_known_at_open(mp4: Path) -> None:
@@ -245,3 +246,30 @@ def test_unreachable_stream_fails_fast_and_hides_the_password() -> None:
 def test_errors_are_streamdeq_errors_and_builtin_ones(error: type, builtin: type) -> None:
     assert issubclass(error, VideoError) and issubclass(error, StreamDEQError)
     assert issubclass(error, builtin)
+
+
+def test_a_live_stream_is_read_frame_by_frame_as_it_arrives() -> None:
+    frames = [gradient_frame(index) for index in range(FRAMES)]
+    with live_stream(mpegts_bytes(frames, FPS)) as url:
+        source = open_video(url, timeout=10)
+        assert source.is_live and (source.width, source.height) == (WIDTH, HEIGHT)
+        received = list(source)
+    assert [frame.index for frame in received] == list(range(FRAMES))
+    assert [frame.timestamp for frame in received] == pytest.approx(
+        [index / FPS for index in range(FRAMES)]
+    )
+    for sent, got in zip(frames, received, strict=True):  # crf 0: only colour conversion
+        assert np.abs(got.image.astype(int) - sent).mean() < 3
+
+
+def test_a_live_stream_that_goes_silent_stops_after_the_timeout_with_the_frames_read() -> None:
+    frames = [gradient_frame(index) for index in range(40)]
+    payload = mpegts_bytes(frames, FPS)
+    with live_stream(payload, stall_after=len(payload) // 2) as url:
+        source = open_video(url, timeout=1)
+        received = 0
+        with pytest.raises(CorruptVideoError, match="nothing arrived for 1 s") as caught:
+            for _ in source:
+                received += 1
+    assert caught.value.frames_read == received and 0 < received < 40
+    assert "stream broke off" in str(caught.value)

@@ -220,7 +220,7 @@ class ContainerSource(VideoSource):
         if _is_url(self.source):
             return StreamOpenError(
                 f"cannot open stream {name}: {error.strerror}; check the URL, that the server is "
-                "up and reachable, and raise the timeout for slow networks"
+                "up and reachable, and raise the timeout (streamdeq run --timeout) for slow networks"
             )
         if isinstance(error, PermissionError):
             return InputNotReadableError(f"cannot read {name}: permission denied")
@@ -250,7 +250,7 @@ class ContainerSource(VideoSource):
                     frame = next(decoded, None)
                     image = None if frame is None else frame.to_ndarray(format="rgb24")
                 except av.FFmpegError as error:
-                    raise self._failure(index, error.strerror) from error
+                    raise self._failure(index, self._reason(error)) from error
                 if frame is None:
                     self._check_complete(container, index, last_time)
                     return
@@ -285,6 +285,13 @@ class ContainerSource(VideoSource):
                     frames_read,
                     f"the file ends at {reached:.2f} s but its header declares {declared:.2f} s",
                 )
+
+    def _reason(self, error: av.FFmpegError) -> str | None:
+        """FFmpeg's words for a failure, except that an interrupted network read is a timeout
+        (FFmpeg only says "Immediate exit requested")."""
+        if isinstance(error, av.ExitError) and _is_url(self.source) and self._timeout is not None:
+            return f"nothing arrived for {self._timeout:g} s, the read timeout"
+        return error.strerror
 
     def _failure(self, frames_read: int, reason: str | None) -> CorruptVideoError:
         name = _display(self.source)
