@@ -54,8 +54,19 @@ def test_pretrained_without_bundled_weights_is_a_clear_error():
 
 
 def test_unknown_override_is_rejected():
-    with pytest.raises(ModelConfigError, match="unknown override"):
+    with pytest.raises(ModelConfigError, match="mdeq-seg-small-cityscapes: unknown override"):
         create_model("mdeq-seg-small-cityscapes", channels=(8, 16, 32, 64))
+
+
+def test_every_registered_config_overrides_and_builds_through_one_interface():
+    """Segmentation, classification and detection configs alike: the zoo does no dispatch."""
+    for name in list_models():
+        with pytest.raises(ModelConfigError, match=f"{name}: unknown"):
+            get_config(name, no_such_field=1)
+        assert callable(get_config(name).build)
+    assert get_config("mdeq-seg-small-cityscapes", f_thres=3).f_thres == 3
+    detector = get_config("mdeq-det-tiny-synthetic", backbone={"f_thres": 3})
+    assert detector.backbone.f_thres == 3
 
 
 @pytest.mark.parametrize("name", OFFICIAL_NAMES)

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ..errors import SettingsError
+
+if TYPE_CHECKING:
+    from .mdeq import MDEQModel
 
 TASKS = ("segmentation", "classification")
 
@@ -91,6 +94,22 @@ class MDEQConfig:
         if self.bn_momentum is None and self.task in TASK_BN_MOMENTUM:
             object.__setattr__(self, "bn_momentum", TASK_BN_MOMENTUM[self.task])
         _validate(self)
+
+    def with_overrides(self, **overrides: Any) -> MDEQConfig:
+        """A copy with ``overrides`` (field names) changed; an unknown name is an error."""
+        unknown = sorted(set(overrides) - set(config_fields()))
+        if unknown:
+            raise ModelConfigError(
+                f"unknown override(s) {', '.join(unknown)}; valid: {', '.join(config_fields())}"
+            )
+        return replace(self, **overrides) if overrides else self
+
+    def build(self) -> MDEQModel:
+        """The :class:`~streamdeq.models.mdeq.MDEQModel` of this config (randomly initialised);
+        every model family's config builds its own model, so the zoo needs no dispatch."""
+        from .mdeq import MDEQModel
+
+        return MDEQModel(self)
 
     # ------------------------------------------------------------------ serialisation
 

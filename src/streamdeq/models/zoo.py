@@ -9,18 +9,27 @@ configurations has bundled weights, since the official checkpoints are not redis
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from ..errors import UnknownModelError
+from torch import nn
+
+from ..errors import SettingsError, UnknownModelError
 from .checkpoints import load_safetensors
-from .config import MDEQConfig, ModelConfigError, config_fields
-from .mdeq import MDEQModel
+from .config import MDEQConfig, ModelConfigError
 
 #: Where relative weight paths of registry entries are looked up (package data).
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+class ModelConfig(Protocol):
+    """What a registered config provides, whatever the model family (``MDEQConfig``,
+    ``DetectorConfig``): a checked copy with fields changed, and its model."""
+
+    def with_overrides(self, **overrides: Any) -> ModelConfig: ...
+
+    def build(self) -> nn.Module: ...
 
 
 class NoPretrainedWeightsError(ModelConfigError):
@@ -32,7 +41,7 @@ class ModelEntry:
     """A registered model: its config, an optional weights file and a one-line description."""
 
     name: str
-    config: MDEQConfig
+    config: ModelConfig
     weights: Path | None = None
     description: str = ""
 
@@ -47,7 +56,7 @@ _REGISTRY: dict[str, ModelEntry] = {}
 
 def register_model(
     name: str,
-    config: MDEQConfig,
+    config: ModelConfig,
     weights: str | Path | None = None,
     description: str = "",
     *,
@@ -75,28 +84,23 @@ def get_entry(name: str) -> ModelEntry:
         ) from None
 
 
-def get_config(name: str, **overrides: Any) -> MDEQConfig:
-    """The named config with ``overrides`` (MDEQConfig field names) applied."""
+def get_config(name: str, **overrides: Any) -> ModelConfig:
+    """The named config with ``overrides`` (its field names) applied."""
     config = get_entry(name).config
-    if hasattr(config, "with_overrides"):  # another model family (detection) checks its own
-        return config.with_overrides(**overrides) if overrides else config
-    unknown = sorted(set(overrides) - set(config_fields()))
-    if unknown:
-        raise ModelConfigError(
-            f"unknown override(s) {', '.join(unknown)} for {name}; "
-            f"valid: {', '.join(config_fields())}"
-        )
-    return dataclasses.replace(config, **overrides) if overrides else config
+    try:
+        return config.with_overrides(**overrides)
+    except SettingsError as error:
+        raise type(error)(f"{name}: {error}") from None
 
 
-def create_model(name: str, pretrained: bool = False, **overrides: Any) -> MDEQModel:
+def create_model(name: str, pretrained: bool = False, **overrides: Any) -> nn.Module:
     """Build the named model (randomly initialised, in training mode), or with
     ``pretrained=True`` its bundled weights (in eval mode).
 
     Args:
         name: one of :func:`list_models`.
         pretrained: load the entry's bundled weights.
-        overrides: MDEQConfig fields to change (e.g. ``num_channels=(8, 16, 32, 64)``); with
+        overrides: config fields to change (e.g. ``num_channels=(8, 16, 32, 64)``); with
             pretrained weights they must keep the tensor shapes.
 
     Raises:
@@ -105,7 +109,7 @@ def create_model(name: str, pretrained: bool = False, **overrides: Any) -> MDEQM
     """
     entry = get_entry(name)
     config = get_config(name, **overrides)
-    model = config.build() if hasattr(config, "build") else MDEQModel(config)
+    model = config.build()
     if not pretrained:
         return model
     path = entry.weights_path()
