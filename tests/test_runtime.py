@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
+import json
 import subprocess
 import sys
 
@@ -36,32 +38,67 @@ def test_off_linux_nothing_is_attempted(monkeypatch):
     assert runtime._apply() is False
 
 
+#: Allocates and frees an 80 MiB tensor (above glibc's largest mmap threshold) three times;
+#: prints whether tuning took effect, how many bytes of mapped chunks the live buffer added, and
+#: the fewest page faults one use of it cost.
 _REUSE_PROBE = """
-import resource, sys, torch
+import ctypes, ctypes.util, json, resource, sys, torch
 import streamdeq.runtime as runtime
-if sys.argv[1] == "tuned":
-    assert runtime.tune_cpu_allocator()
-def faults_of_one_use():
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    torch.empty(80 * 2**20, dtype=torch.uint8).fill_(1)  # above glibc's largest mmap threshold
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-faults_of_one_use()
-print(min(faults_of_one_use() for _ in range(3)))
+applied = runtime.tune_cpu_allocator() if sys.argv[1] == "tuned" else None
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+
+def one_use():
+    mapped_before = libc.mallinfo2().hblkhd
+    faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    buffer = torch.empty(80 * 2**20, dtype=torch.uint8)
+    buffer.fill_(1)
+    mapped = libc.mallinfo2().hblkhd - mapped_before
+    del buffer
+    return mapped, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before
+
+uses = [one_use() for _ in range(4)][1:]
+print(json.dumps({"applied": applied, "mapped": max(m for m, _ in uses),
+                  "faults": min(f for _, f in uses)}))
 """
 
 
+def _probe(mode: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", _REUSE_PROBE, mode], capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator only")
-def test_a_freed_buffer_larger_than_any_mmap_threshold_is_reused_without_page_faults():
-    """The head's and XL's buffers exceed 32 MiB: tuned, using one again costs no fresh pages
-    (untuned, glibc maps and zero-fills all 20,480 pages of it every time)."""
+def test_once_tuned_a_buffer_larger_than_any_mmap_threshold_comes_from_the_heap():
+    """The head's and XL's buffers exceed 32 MiB: untuned, glibc serves each with a fresh
+    mapping (zero-filled pages on every use); tuned, from the heap, where a freed one is reused.
 
-    def faults(mode: str) -> int:
-        done = subprocess.run(
-            [sys.executable, "-c", _REUSE_PROBE, mode], capture_output=True, text=True, check=True
-        )
-        return int(done.stdout.split()[-1])
+    Whether reusing heap pages then costs no faults is the kernel's business, so the benchmark
+    measures that (``bench latency``'s faults_per_frame) rather than this test: ~0 a frame on this
+    project's machines, ~90,000 on SMALL before the change."""
+    untuned, tuned = _probe("default"), _probe("tuned")
+    if untuned["mapped"] < 80 * 2**20:
+        pytest.skip(f"this allocator does not map large blocks ({untuned})")
+    if not tuned["applied"]:
+        pytest.skip(f"glibc's malloc is not the process's allocator here ({tuned})")
+    assert tuned["mapped"] == 0, (tuned, untuned)
 
-    untuned, tuned = faults("default"), faults("tuned")
-    if untuned < 10_000:
-        pytest.skip(f"this libc does not map large blocks afresh ({untuned} faults untuned)")
-    assert tuned < 1_000, (tuned, untuned)
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator only")
+def test_tuning_is_declined_when_another_malloc_serves_the_process():
+    """With jemalloc or tcmalloc preloaded, glibc's mallopt would answer 1 and change nothing."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    assert runtime._serves_this_process(libc)
+
+    class PreloadedElsewhere:
+        malloc = libc.free  # any function other than the process's malloc
+
+    assert not runtime._serves_this_process(PreloadedElsewhere())

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from ..errors import SettingsError, StreamDEQError
+from ..runtime import cpu_allocator_tuned
 
 
 class BenchmarkError(StreamDEQError):
@@ -119,6 +120,7 @@ def environment(settings: BenchSettings) -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "cpu_allocator_tuned": cpu_allocator_tuned(),
         "quick": settings.quick,
     }
     if settings.device == "cuda" and torch.cuda.is_available():
@@ -189,7 +191,16 @@ def print_report(report: BenchReport, console: Any = None) -> None:
     for row in report.rows:
         table.add_row(*(_cell(row.get(key)) for key in columns))
     console.print(table)
-    shown = ("device", "cpu", "gpu", "threads", "size", "date_utc", "load_avg_1min")
+    shown = (
+        "device",
+        "cpu",
+        "gpu",
+        "threads",
+        "size",
+        "date_utc",
+        "load_avg_1min",
+        "cpu_allocator_tuned",
+    )
     conditions = ", ".join(f"{k}={report.conditions[k]}" for k in shown if k in report.conditions)
     console.print(f"[dim]{conditions}[/dim]")
     for note in report.notes:

@@ -4,12 +4,15 @@ exists (the bundled model, through :func:`streamdeq.experiments.table1.table1`).
 
 Every scheme is a :class:`~streamdeq.stream.StreamDEQ` on the same model and gets every frame
 of one smoothly panning clip in turn (the order rotating from frame to frame); a scheme's
-figure is the median of the engine's own per-frame latencies after the warm-up frames.
+figure is the median of the engine's own per-frame latencies after the warm-up frames. On
+Unix each row also counts the process's minor page faults per frame: on the CPU they show
+whether large buffers are being mapped afresh every frame (see :mod:`streamdeq.runtime`).
 """
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -73,6 +76,15 @@ def run_latency(settings: BenchSettings) -> BenchReport:
     return report
 
 
+def minor_faults() -> Callable[[], int] | None:
+    """A counter of the process's minor page faults so far, or None where there is none."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    return lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def _measure(model: Any, spec: ModelSpec, settings: BenchSettings) -> list[dict[str, Any]]:
     size = scale_size(spec.size, model.input_multiple)
     warmup = max(settings.warmup, 1)  # the first frame of a stream starts from zeros
@@ -86,32 +98,38 @@ def _measure(model: Any, spec: ModelSpec, settings: BenchSettings) -> list[dict[
         schemes[f"stream M={m}"] = ("stream", m, stream)
     latency: dict[str, list[float]] = {key: [] for key in schemes}
     iters: dict[str, list[int]] = {key: [] for key in schemes}
+    faults: dict[str, list[int]] = {key: [] for key in schemes}
+    fault_counter = minor_faults()
+    count_faults = fault_counter or (lambda: 0)
     names = list(schemes)
     with torch.no_grad():
         for t, frame in enumerate(clip):
             shift = t % len(names)
             for key in names[shift:] + names[:shift]:
+                before = count_faults()
                 info = schemes[key][2].step(frame).info
                 if t >= warmup:
+                    faults[key].append(count_faults() - before)
                     latency[key].append(info.latency_ms)
                     iters[key].append(info.iters)
     base_ms = statistics.median(latency["baseline"])
     rows = []
     for key, (mode, m, _) in schemes.items():
         ms = statistics.median(latency[key])
-        rows.append(
-            {
-                "model": spec.label,
-                "size": f"{size[0]}x{size[1]}",
-                "scheme": key if mode == "stream" else f"baseline N={n_full}",
-                "M": m if mode == "stream" else None,
-                "iters_per_frame": statistics.median(iters[key]),
-                "ms_per_frame": ms,
-                "fps": 1000.0 / ms,
-                "speedup": base_ms / ms,
-                "frames": len(latency[key]),
-            }
-        )
+        row = {
+            "model": spec.label,
+            "size": f"{size[0]}x{size[1]}",
+            "scheme": key if mode == "stream" else f"baseline N={n_full}",
+            "M": m if mode == "stream" else None,
+            "iters_per_frame": statistics.median(iters[key]),
+            "ms_per_frame": ms,
+            "fps": 1000.0 / ms,
+            "speedup": base_ms / ms,
+            "frames": len(latency[key]),
+        }
+        if fault_counter is not None:
+            row["faults_per_frame"] = statistics.median(faults[key])
+        rows.append(row)
     return rows
 
 
