@@ -23,6 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstring line breaks are wrapping, not layout
 )
 console = Console()
 
@@ -90,8 +91,10 @@ def generate_command(
         list[int] | None, typer.Option(help="frame index of a hard scene cut (repeatable)")
     ] = None,
 ) -> None:
-    """Write generated street clips in the Cityscapes sequence layout (leftImg8bit_sequence/,
-    gtFine/), readable by streamdeq.data.CityscapesSequence like the real data set."""
+    """Write generated street clips laid out like Cityscapes sequences.
+
+    The folders (leftImg8bit_sequence/, gtFine/) are read by streamdeq.data.CityscapesSequence
+    like the real data set."""
     from .data.synthetic import SceneSettings, write_synthetic_split
 
     settings = SceneSettings(height=height, width=width)
@@ -118,8 +121,10 @@ def demo_command(
         int, typer.Option(min=1, help="CPU threads for torch (1: robust on a busy machine)")
     ] = 1,
 ) -> None:
-    """The method on the bundled model: baseline vs StreamDEQ (M = 1, 2, 4, 8) on held-out
-    street clips; prints Table 1, writes an overlay video and the Fig. 3 / Fig. 5 plots."""
+    """The method on the bundled model: baseline vs StreamDEQ at M = 1, 2, 4, 8.
+
+    Runs on held-out street clips, prints Table 1, writes an overlay video and the Fig. 3 /
+    Fig. 5 plots."""
     from .demo import DemoSettings, run_demo
 
     settings = DemoSettings(
@@ -210,6 +215,7 @@ def run_command(
     task: Annotated[str | None, typer.Option(help="renderer (default: the model's task)")] = None,
 ) -> None:
     """Run a model on a video online, frame by frame: overlay video, per-frame stats, summary.
+
     Exit 0 when done, 1 if the input broke off part-way, 130 on Ctrl-C (outputs keep the
     frames done, complete and playable)."""
     given = dict(locals())  # the options above, by name: RunOptions has the same fields
@@ -238,8 +244,10 @@ def train_command(
     ] = None,
     device: Annotated[str | None, typer.Option(help="cpu|cuda (default: train.device)")] = None,
 ) -> None:
-    """Train a model from a recipe; under `torchrun --nproc_per_node=K -m streamdeq train ...`
-    the K processes share each global batch."""
+    """Train a model from a recipe (configs/), on one process or under torchrun.
+
+    Under `torchrun --nproc_per_node=K -m streamdeq train ...` the K processes share each
+    global batch."""
     _require_file(recipe, "recipe")
     import os
 
@@ -255,7 +263,10 @@ def train_command(
 @app.command("bench")
 def bench_command(
     name: Annotated[
-        str, typer.Argument(help="overhead|limit|streams|memory|latency|gpu|all")
+        str,
+        typer.Argument(
+            help="all, or some of overhead,limit,streams,memory,latency,carry,gpu (comma-separated)"
+        ),
     ] = "all",
     quick: Annotated[bool, typer.Option(help="seconds-long smoke run (tiny sizes)")] = False,
     out: Annotated[Path | None, typer.Option(help="write all tables as JSON here")] = None,
@@ -269,8 +280,10 @@ def bench_command(
         str | None, typer.Option(help="latency: bundled,small,xl (default all)")
     ] = None,
 ) -> None:
-    """Benchmarks: StreamDEQ vs its baseline, solver overhead vs TorchDEQ, the limit, many
-    streams, memory, GPU (see benchmarks/README.md)."""
+    """Benchmarks: StreamDEQ vs its baseline, its peers and its limit.
+
+    Latency vs the baseline, solver overhead vs TorchDEQ, the limit, many streams, memory,
+    GPU (see benchmarks/README.md)."""
     from .bench import BenchSettings, parse_size, resolve_names, run_benchmarks
 
     settings = BenchSettings(

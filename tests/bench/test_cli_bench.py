@@ -43,3 +43,13 @@ def test_user_errors_are_one_line_and_exit_2(args, message, monkeypatch, capsys)
     err = capsys.readouterr().err
     assert err.startswith("streamdeq: error: ") and message in err
     assert err.count("\n") == 1
+
+
+def test_the_help_names_every_benchmark():
+    from typer.testing import CliRunner
+
+    from streamdeq.bench import list_benchmarks
+    from streamdeq.cli import app
+
+    shown = CliRunner().invoke(app, ["bench", "--help"], env={"COLUMNS": "200"}).output
+    assert [name for name in list_benchmarks() if name not in shown] == []
