@@ -88,11 +88,18 @@ def get_task(name: str) -> Task:
         ) from None
 
 
-def build_mdeq(section: ModelSection) -> nn.Module:
-    """An MDEQModel from a registered name and overrides."""
+def build_mdeq(section: ModelSection, *, task: str, needs: str) -> nn.Module:
+    """The recipe's model from a registered name and overrides, checked to be a ``task`` model:
+    a mismatch fails here, in one line saying what the task ``needs``, not as a shape error in
+    the first loss."""
     from ..models import create_model
 
-    return create_model(section.name, **dict(section.overrides))
+    model = create_model(section.name, **dict(section.overrides))
+    if model.config.task != task:
+        raise RecipeError(
+            f"model {section.name} is a {model.config.task} model; the {task} task needs {needs}"
+        )
+    return model
 
 
 class SegmentationTask(Task):
@@ -107,13 +114,9 @@ class SegmentationTask(Task):
     name = "segmentation"
 
     def build_model(self, section: ModelSection) -> nn.Module:
-        model = build_mdeq(section)
-        if model.config.task != "segmentation":
-            raise RecipeError(
-                f"model {section.name} is a {model.config.task} model; the segmentation task "
-                "needs task: segmentation (set it in model.overrides)"
-            )
-        return model
+        return build_mdeq(
+            section, task=self.name, needs="task: segmentation (set it in model.overrides)"
+        )
 
     def prepare(self, item: dict[str, Tensor], recipe: Recipe, rng: torch.Generator | None) -> dict:
         image = to_unit_float(item["image"])

@@ -30,13 +30,9 @@ class DetectionTask(Task):
     name = "detection"
 
     def build_model(self, section: ModelSection) -> nn.Module:
-        model = build_mdeq(section)
-        if getattr(model.config, "task", None) != "detection":
-            raise RecipeError(
-                f"model {section.name} is a {model.config.task} model; the detection task needs "
-                "a detector (e.g. mdeq-det-tiny-synthetic)"
-            )
-        return model
+        return build_mdeq(
+            section, task=self.name, needs="a detector (e.g. mdeq-det-tiny-synthetic)"
+        )
 
     def prepare(self, item: dict[str, Tensor], recipe: Recipe, rng: torch.Generator | None) -> dict:
         image = to_unit_float(item["image"])
