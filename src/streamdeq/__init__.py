@@ -22,7 +22,7 @@ from .models import (
     load_safetensors,
     save_safetensors,
 )
-from .runtime import tune_cpu_allocator
+from .cpu_allocator import tune_cpu_allocator
 from .solvers import SolverResult, SolverStatus, list_solvers, solve
 from .stream import FrameInfo, StepResult, StreamBatch, StreamDEQ
 

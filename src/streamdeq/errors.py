@@ -13,7 +13,16 @@ class StreamDEQError(Exception):
 
 
 class SettingsError(StreamDEQError, ValueError):
-    """An unknown, conflicting or out-of-range setting."""
+    """An unknown, conflicting or out-of-range setting.
+
+    Attributes:
+        field: the settings field at fault ("iters", "max_iter_cap", ...) when one is, so that a
+            front end can name its own spelling of it (the command line says ``--max-iters``).
+    """
+
+    def __init__(self, message: str = "", *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class UnknownModelError(SettingsError, KeyError):

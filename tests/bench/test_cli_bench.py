@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from streamdeq.cli import main
+from streamdeq.app.cli import main
 
 CLI = [sys.executable, "-m", "streamdeq"]
 
@@ -49,7 +49,7 @@ def test_the_help_names_every_benchmark():
     from typer.testing import CliRunner
 
     from streamdeq.bench import list_benchmarks
-    from streamdeq.cli import app
+    from streamdeq.app.cli import app
 
     shown = CliRunner().invoke(app, ["bench", "--help"], env={"COLUMNS": "200"}).output
     assert [name for name in list_benchmarks() if name not in shown] == []

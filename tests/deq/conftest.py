@@ -122,7 +122,7 @@ def layer_grads(f, args, like, leaves, backward):
         args,
         like=like,
         backward=backward,
-        forward_max_iter=200,
+        f_thres=200,
         forward_tol=1e-13,
         forward_options={"stop_mode": "abs"},
     )

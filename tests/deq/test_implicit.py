@@ -30,7 +30,7 @@ from .conftest import (
 
 METHODS = ["broyden", "anderson", "fixed_point"]
 TIGHT_FORWARD = {
-    "forward_max_iter": 200,
+    "f_thres": 200,
     "forward_tol": 1e-13,
     "forward_options": {"stop_mode": "abs"},
 }
@@ -117,16 +117,14 @@ def test_value_is_one_more_application_at_the_fixed_point(tanh_cell):
 def test_warm_start_gets_no_gradient(tanh_cell):
     x = tanh_input()
     z0 = [t.clone().requires_grad_() for t in tanh_cell.zeros(3)]
-    z, _, _ = equilibrium(tanh_cell, z0, (x,), forward_max_iter=30)
+    z, _, _ = equilibrium(tanh_cell, z0, (x,), f_thres=30)
     probe_loss(z).backward()
     assert all(t.grad is None for t in z0)
     assert x.grad is not None and x.grad.abs().sum() > 0
 
 
 def test_second_backward_without_retain_graph_raises(tanh_cell):
-    z, _, _ = equilibrium(
-        tanh_cell, None, (tanh_input(),), forward_max_iter=30, like=tanh_cell.zeros(3)
-    )
+    z, _, _ = equilibrium(tanh_cell, None, (tanh_input(),), f_thres=30, like=tanh_cell.zeros(3))
     loss = probe_loss(z)
     loss.backward()
     with pytest.raises(RuntimeError, match="second time"):
@@ -134,9 +132,7 @@ def test_second_backward_without_retain_graph_raises(tanh_cell):
 
 
 def test_backward_with_retain_graph_repeats_exactly(tanh_cell):
-    z, _, _ = equilibrium(
-        tanh_cell, None, (tanh_input(),), forward_max_iter=30, like=tanh_cell.zeros(3)
-    )
+    z, _, _ = equilibrium(tanh_cell, None, (tanh_input(),), f_thres=30, like=tanh_cell.zeros(3))
     loss = probe_loss(z)
     first = torch.autograd.grad(loss, tanh_cell.weight, retain_graph=True)[0]
     second = torch.autograd.grad(loss, tanh_cell.weight)[0]
@@ -144,9 +140,7 @@ def test_backward_with_retain_graph_repeats_exactly(tanh_cell):
 
 
 def test_second_order_gradient_through_the_adjoint_is_refused(tanh_cell):
-    z, _, _ = equilibrium(
-        tanh_cell, None, (tanh_input(),), forward_max_iter=30, like=tanh_cell.zeros(3)
-    )
+    z, _, _ = equilibrium(tanh_cell, None, (tanh_input(),), f_thres=30, like=tanh_cell.zeros(3))
     with pytest.raises(SecondOrderError, match="create_graph"):
         torch.autograd.grad(probe_loss(z), tanh_cell.weight, create_graph=True)
 

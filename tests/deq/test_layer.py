@@ -33,7 +33,7 @@ def test_under_no_grad_the_penalty_is_still_measured(tanh_cell):
             tanh_cell,
             None,
             (tanh_input(),),
-            forward_max_iter=20,
+            f_thres=20,
             like=tanh_cell.zeros(3),
             jac_samples=4,
         )
@@ -43,7 +43,7 @@ def test_under_no_grad_the_penalty_is_still_measured(tanh_cell):
 def test_under_inference_mode_the_fixed_point_is_returned(tanh_cell):
     with torch.inference_mode():
         z, result, _ = equilibrium(
-            tanh_cell, None, (tanh_input(),), forward_max_iter=20, like=tanh_cell.zeros(3)
+            tanh_cell, None, (tanh_input(),), f_thres=20, like=tanh_cell.zeros(3)
         )
     for a, b in zip(z, result.z):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -55,7 +55,7 @@ def test_under_inference_mode_the_penalty_is_refused_not_zero(tanh_cell):
             tanh_cell,
             None,
             (tanh_input(),),
-            forward_max_iter=20,
+            f_thres=20,
             like=tanh_cell.zeros(3),
             jac_samples=1,
         )
@@ -66,7 +66,7 @@ def test_mode_none_returns_the_fixed_point_detached(tanh_cell):
         tanh_cell,
         None,
         (tanh_input(),),
-        forward_max_iter=20,
+        f_thres=20,
         like=tanh_cell.zeros(3),
         backward=BackwardSettings(mode="none"),
     )
@@ -82,7 +82,7 @@ def test_forward_solver_settings_are_passed_through(method, tanh_cell):
         None,
         (tanh_input(),),
         forward_solver=method,
-        forward_max_iter=7,
+        f_thres=7,
         like=tanh_cell.zeros(3),
     )
     assert result.iters.tolist() == [7, 7, 7]
@@ -94,7 +94,7 @@ def test_unknown_forward_option_is_rejected(tanh_cell):
             tanh_cell,
             None,
             (tanh_input(),),
-            forward_max_iter=5,
+            f_thres=5,
             like=tanh_cell.zeros(3),
             forward_options={"memroy": 3},
         )
@@ -105,9 +105,7 @@ def test_unknown_forward_option_is_rejected(tanh_cell):
 )
 def test_invalid_layer_settings_are_rejected(bad, tanh_cell):
     with pytest.raises(DEQSettingsError):
-        equilibrium(
-            tanh_cell, None, (tanh_input(),), forward_max_iter=5, like=tanh_cell.zeros(3), **bad
-        )
+        equilibrium(tanh_cell, None, (tanh_input(),), f_thres=5, like=tanh_cell.zeros(3), **bad)
 
 
 def test_training_steps_do_not_keep_earlier_steps_alive(tanh_cell):
@@ -124,7 +122,7 @@ def test_training_steps_do_not_keep_earlier_steps_alive(tanh_cell):
                 tanh_cell,
                 None,
                 (x,),
-                forward_max_iter=20,
+                f_thres=20,
                 like=tanh_cell.zeros(3),
                 jac_samples=1,
                 backward=BackwardSettings(max_iter=10),
@@ -136,3 +134,33 @@ def test_training_steps_do_not_keep_earlier_steps_alive(tanh_cell):
             del z, jac_loss
     finally:
         gc.enable()
+
+
+def test_forward_max_iter_is_a_deprecated_alias_of_f_thres(tanh_cell):
+    x = tanh_input()
+    with torch.no_grad():
+        z, result, _ = equilibrium(tanh_cell, None, (x,), f_thres=7, like=tanh_cell.zeros(3))
+        with pytest.warns(DeprecationWarning, match="forward_max_iter.*f_thres"):
+            z_old, result_old, _ = equilibrium(
+                tanh_cell, None, (x,), forward_max_iter=7, like=tanh_cell.zeros(3)
+            )
+    assert int(result_old.iters.max()) == int(result.iters.max())
+    for a, b in zip(z_old, z):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_f_thres_and_its_old_name_together_are_rejected(tanh_cell):
+    with pytest.raises(DEQSettingsError, match="give only f_thres"):
+        equilibrium(
+            tanh_cell,
+            None,
+            (tanh_input(),),
+            f_thres=5,
+            forward_max_iter=5,
+            like=tanh_cell.zeros(3),
+        )
+
+
+def test_f_thres_is_required(tanh_cell):
+    with pytest.raises(DEQSettingsError, match="needs f_thres"):
+        equilibrium(tanh_cell, None, (tanh_input(),), like=tanh_cell.zeros(3))

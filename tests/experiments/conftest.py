@@ -14,7 +14,7 @@ import torch
 from streamdeq import create_model
 from streamdeq.experiments import Clip
 
-HEIGHT, WIDTH, FRAMES, FULL_ITERS = 32, 64, 3, 6
+HEIGHT, WIDTH, FRAMES, F_THRES = 32, 64, 3, 6
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -29,7 +29,7 @@ def one_thread():
 def tiny_model(seed: int = 0):
     torch.manual_seed(seed)
     return create_model(
-        "mdeq-seg-small-cityscapes", num_channels=(8, 16, 32, 64), f_thres=FULL_ITERS
+        "mdeq-seg-small-cityscapes", num_channels=(8, 16, 32, 64), f_thres=F_THRES
     ).eval()
 
 

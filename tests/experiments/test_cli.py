@@ -1,4 +1,4 @@
-"""``streamdeq experiment`` through :func:`streamdeq.cli.main`, in this process (no interpreter
+"""``streamdeq experiment`` through :func:`streamdeq.app.cli.main`, in this process (no interpreter
 start-up per test)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import sys
 
-from streamdeq.cli import main
+from streamdeq.app.cli import main
 from streamdeq.models import save_safetensors
 
 from .conftest import tiny_model
@@ -41,6 +41,29 @@ def test_unknown_experiment_is_a_one_line_error(monkeypatch, capsys, tmp_path):
     code, err = run_main(monkeypatch, capsys, "experiment", "fig9", "--out", str(tmp_path))
     assert code == 2 and len(err) == 1
     assert err[0].startswith("streamdeq: error: unknown experiment 'fig9'; choose one of fig2, ")
+    assert "fig2, fig3, fig5, fig7, table1, fig8, table1-detect" in err[0]
+
+
+def test_fig8_on_the_default_segmentation_model_asks_for_a_detector(monkeypatch, capsys, tmp_path):
+    code, err = run_main(monkeypatch, capsys, "experiment", "fig8", "--out", str(tmp_path))
+    assert (code, err) == (
+        2,
+        [
+            "streamdeq: error: fig8 scores detections, but the model is a segmentation model: "
+            "give a detection model such as --model mdeq-det-tiny-synthetic"
+        ],
+    )
+
+
+def test_generated_clips_carry_the_model_task_s_annotations():
+    from streamdeq.experiments.cli import generated_clips_for
+
+    from .conftest import tiny_model
+    from .test_detection import ConvergenceDetector
+
+    assert generated_clips_for(tiny_model(), 1, 1, "val")[0].task == "segmentation"
+    (clip,) = generated_clips_for(ConvergenceDetector(), 1, 1, "val")
+    assert clip.task == "detection" and set(clip.target_at(0)) == {"boxes", "labels"}
 
 
 def test_malformed_iteration_list_is_a_one_line_error(monkeypatch, capsys):

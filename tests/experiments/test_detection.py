@@ -1,5 +1,5 @@
 """Fig. 8 and Table 1 (detection) on a fake detector whose accuracy needs a converged state, and
-on a tiny random MDEQ detector."""
+on a tiny random MDEQ detector; the generic table1 and fig5 on the same detector."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from streamdeq.errors import SettingsError
+from streamdeq.experiments import fig5, table1
 from streamdeq.experiments.detection import (
     DetectionClip,
     detection_clip_from_item,
@@ -34,7 +35,7 @@ class ConvergenceDetector:
     mean); the head boxes the pixels of z above ``SEEN``. Accurate only near the fixed point."""
 
     input_multiple = 1
-    config = SimpleNamespace(f_thres=12)
+    config = SimpleNamespace(f_thres=12, task="detection")
 
     def inject(self, x):
         return [x.mean(dim=1, keepdim=True)]
@@ -125,7 +126,7 @@ def test_fig8_rows_cover_every_scheme_and_offset(clips):
         ("baseline", None, None),
     ]
     assert all(r["num_images"] == 2 for r in result.rows)
-    assert result.meta["full_iters"] == 12
+    assert result.meta["f_thres"] == 12
 
 
 def test_fig8_saves_csv_and_png(clips, tmp_path):
@@ -167,13 +168,55 @@ def test_table1_detect_can_score_every_frame(clips):
     assert _row(rows, mode="stream", M=1)["map50"] < 1.0
 
 
+DETECTION_COLUMNS = ("map50", "map", "voc_map50", "num_images")
+
+
+def test_table1_on_a_detector_gives_table1_detect_s_columns_and_numbers(clips):
+    generic = table1(ConvergenceDetector(), clips, iters=(1, 4), **FIXED_POINT)
+    named = table1_detect(ConvergenceDetector(), clips, iters=(1, 4), **FIXED_POINT)
+    assert (generic.name, named.name) == ("table1", "table1_detect")
+    assert list(generic.rows[0]) == list(named.rows[0])
+    assert list(generic.rows[0])[4:8] == list(DETECTION_COLUMNS)
+    scores = ("scheme", "mode", "M", "iters_per_frame", *DETECTION_COLUMNS)
+    assert [{k: r[k] for k in scores} for r in generic.rows] == [
+        {k: r[k] for k in scores} for r in named.rows
+    ]
+
+
+def test_fig5_of_streamdeq_on_a_detector_is_fig8(clips):
+    generic = fig5(ConvergenceDetector(), clips, iters=(1, 2), modes=("stream",), **FIXED_POINT)
+    named = fig8(ConvergenceDetector(), clips, iters=(1, 2), **FIXED_POINT)
+    assert (generic.name, named.name) == ("fig5", "fig8")
+    assert generic.rows == named.rows
+    assert generic.meta == named.meta
+
+
+@pytest.mark.parametrize(("experiment", "name"), [(fig8, "fig8"), (table1_detect, "table1-detect")])
+def test_detection_experiments_refuse_a_segmentation_model_in_one_line(model, experiment, name):
+    from .conftest import panning_clip
+
+    with pytest.raises(SettingsError) as raised:
+        experiment(model, [panning_clip(1)], iters=(1,))
+    assert str(raised.value) == (
+        f"{name} scores detections, but the model is a segmentation model: give a detection "
+        "model such as --model mdeq-det-tiny-synthetic"
+    )
+
+
+def test_a_detector_is_not_scored_on_segmentation_clips(clips):
+    from .conftest import panning_clip
+
+    with pytest.raises(SettingsError, match="annotated for segmentation.*give clips with boxes"):
+        table1(ConvergenceDetector(), [panning_clip(1)], iters=(1,))
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
         (lambda c: fig8(ConvergenceDetector(), c, offsets=(0, 2)), "offsets must be between"),
         (lambda c: fig8(ConvergenceDetector(), c, offsets=(7,)), "shortest clip's length 6"),
         (lambda c: fig8(ConvergenceDetector(), [], iters=(1,)), "at least one clip"),
-        (lambda c: fig8(ConvergenceDetector(), c, iters=(0,)), "integers >= 1"),
+        (lambda c: fig8(ConvergenceDetector(), c, iters=(0,)), "integers? >= 1"),
         (lambda c: table1_detect(ConvergenceDetector(), c, evaluate="first"), "evaluate must"),
         (lambda c: table1_detect(ConvergenceDetector(), [object()]), "DetectionClip"),
     ],

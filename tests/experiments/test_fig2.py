@@ -8,7 +8,7 @@ from streamdeq.experiments import fig2, relative_distance
 from streamdeq.solvers import solve
 from streamdeq.stream.frames import PreprocessSettings, prepare_frame
 
-from .conftest import FRAMES, FULL_ITERS
+from .conftest import F_THRES, FRAMES
 
 
 def full_solve(model, frame) -> list[torch.Tensor]:
@@ -19,7 +19,7 @@ def full_solve(model, frame) -> list[torch.Tensor]:
     with torch.no_grad():
         injection = model.inject(x)
         z0 = model.init_state(injection)
-        return solve(model.f, z0, (injection,), method="broyden", max_iter=FULL_ITERS).z
+        return solve(model.f, z0, (injection,), method="broyden", max_iter=F_THRES).z
 
 
 @pytest.fixture(scope="module")

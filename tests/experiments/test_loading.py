@@ -29,8 +29,13 @@ def test_an_official_checkpoint_must_be_converted_first(tmp_path):
         load_model(checkpoint=path)
 
 
-def test_a_name_whose_weights_file_is_missing_is_an_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(zoo, "_REGISTRY", dict(zoo._REGISTRY))  # the entry leaves with the test
+@pytest.fixture
+def registry():
+    with zoo.MODELS.restored():  # entries leave with the test
+        yield zoo
+
+
+def test_a_name_whose_weights_file_is_missing_is_an_error(tmp_path, registry):
     name = "test-seg-missing-weights"
     config = get_config("mdeq-seg-small-cityscapes")
     zoo.register_model(name, config, weights=tmp_path / "gone.safetensors", overwrite=True)

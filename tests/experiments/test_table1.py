@@ -7,7 +7,7 @@ import pytest
 from streamdeq.errors import SettingsError
 from streamdeq.experiments import table1
 
-from .conftest import FULL_ITERS
+from .conftest import F_THRES
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def test_baseline_comes_first_with_speedup_one(result):
     base = result.rows[0]
     assert (base["mode"], base["M"]) == ("baseline", None)
     assert base["speedup"] == 1.0
-    assert base["iters_per_frame"] == FULL_ITERS
+    assert base["iters_per_frame"] == F_THRES
 
 
 def test_streamdeq_and_non_streaming_rows_run_m_iterations(result):

@@ -143,9 +143,10 @@ def test_eval_forward_is_solve_then_head_with_f_thres_by_default():
     x = image(model)
     with torch.no_grad():
         logits = model(x)
-        assert model.last_solver_result.nfev == 4
+        found = model.forward_with_info(x)
         z, result = model.solve(x)
         assert torch.equal(logits, model.head(z))
+    assert found.solver.nfev == 4
     assert int(result.iters.max()) == 4
 
 
@@ -160,19 +161,19 @@ def test_solve_warm_start_from_its_own_answer_changes_little():
 
 def test_pretraining_steps_unroll_f_and_backprop():
     model = tiny_model(dropout=0.2, num_layers=2, pretrain_steps=10).train()
-    logits = model(image(model), train_step=0)
-    logits.square().mean().backward()
-    assert model.last_solver_result is None
+    found = model.forward_with_info(image(model), train_step=0)
+    found.output.square().mean().backward()
+    assert found.solver is None
     conv = model.fullstage.branches[2].blocks[0].conv1
     assert conv.weight_g.grad is not None and conv.weight_v.grad.abs().sum() > 0
 
 
 def test_equilibrium_training_gives_gradients_and_a_jacobian_penalty():
     model = tiny_model(dropout=0.2, pretrain_steps=0).train()
-    logits = model(image(model), max_iter=3, jac_samples=1)
-    (logits.square().mean() + model.last_jac_loss).backward()
-    assert model.last_solver_result.nfev >= 3
-    assert model.last_jac_loss.ndim == 0
+    found = model.forward_with_info(image(model), max_iter=3, jac_samples=1)
+    (found.output.square().mean() + found.jac_loss).backward()
+    assert found.solver.nfev >= 3
+    assert found.jac_loss.ndim == 0
     assert model.downsample[0].weight.grad.abs().sum() > 0
     assert model.fullstage.post_fuse_layers[3].conv.weight_v.grad.abs().sum() > 0
 
@@ -182,6 +183,25 @@ def test_a_trained_model_can_be_deep_copied():
     model = tiny_model(pretrain_steps=0).train()
     model(image(model), max_iter=2, jac_samples=1)
     clone = copy.deepcopy(model)
-    assert clone.last_jac_loss is None
     for key, value in model.state_dict().items():
         assert torch.equal(clone.state_dict()[key], value)
+
+
+def test_forward_with_info_returns_the_output_of_a_plain_call_and_its_fixed_point():
+    model = tiny_model(f_thres=4).eval()
+    x = image(model)
+    with torch.no_grad():
+        found = model.forward_with_info(x)
+        logits = model(x)
+    assert torch.equal(found.output, logits)
+    assert torch.equal(found.output, model.head(found.z))
+    assert found.jac_loss is None
+
+
+def test_last_results_are_deprecated_but_still_readable():
+    model = tiny_model(pretrain_steps=0).train()
+    found = model.forward_with_info(image(model), max_iter=2, jac_samples=1)
+    with pytest.warns(DeprecationWarning, match="forward_with_info"):
+        assert model.last_solver_result is found.solver
+    with pytest.warns(DeprecationWarning, match="forward_with_info"):
+        assert model.last_jac_loss is found.jac_loss

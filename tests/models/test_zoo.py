@@ -95,8 +95,9 @@ def test_registered_weights_load_with_pretrained(tmp_path, monkeypatch):
     path = tmp_path / "tiny.safetensors"
     save_safetensors(source, path)
     entry = zoo.ModelEntry("mdeq-test-bundled", source.config, weights=path)
-    monkeypatch.setitem(zoo._REGISTRY, entry.name, entry)
-    model = create_model("mdeq-test-bundled", pretrained=True)
+    with zoo.MODELS.restored():
+        zoo.MODELS.register(entry.name, entry)
+        model = create_model("mdeq-test-bundled", pretrained=True)
     assert not model.training
     for key, value in source.state_dict().items():
         assert torch.equal(model.state_dict()[key], value)

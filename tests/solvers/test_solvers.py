@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from streamdeq.solvers import SolverSettingsError, SolverStatus, solve
+from streamdeq.solvers import SolverSettingsError, SolverStatus, list_solvers, solve
 
 from .conftest import METHODS, LinearContraction, distance, forbid_host_sync
 
@@ -193,3 +193,25 @@ def test_invalid_solver_settings_are_rejected(method, options, problem):
 def test_zero_start_needs_shapes(problem):
     with pytest.raises(SolverSettingsError, match="like="):
         solve(problem, None, problem.args, method="broyden", max_iter=3)
+
+
+@pytest.mark.parametrize("method", list_solvers())
+def test_solves_under_grad_mode_with_an_f_whose_parameters_require_grad(method):
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(4, 4)
+    with torch.enable_grad():
+        result = solve(
+            lambda z: [torch.tanh(lin(z[0]))],
+            None,
+            like=[torch.zeros(2, 4)],
+            max_iter=3,
+            method=method,
+        )
+    assert result.z[0].shape == (2, 4)
+    assert not result.z[0].requires_grad  # gradients come from streamdeq.deq.equilibrium
+
+
+@pytest.mark.parametrize("status", list(SolverStatus))
+def test_a_status_prints_its_name_as_stats_files_write_it(status):
+    assert str(status) == f"{status}" == status.name.lower()
+    assert int(status) == status.value

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from streamdeq.errors import SettingsError
-from streamdeq.stream import ResetReason, StreamBatch, StreamDEQ, UnknownStreamError
+from streamdeq.stream import (
+    BudgetSettings,
+    ResetReason,
+    StreamBatch,
+    StreamDEQ,
+    UnknownStreamError,
+)
 
 from .conftest import panning_scene
 
@@ -178,3 +184,38 @@ def test_batch_usage_errors(model):
         batch.add_stream("c", iter=2)
     with pytest.raises(SettingsError, match="unknown stream setting"):
         StreamBatch(model, frobnicate=1)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"tol": 1e-2}, {"iters": None, "tol": 1e-2}),
+        ({"budget_ms": 20.0}, {"iters": None, "budget_ms": 20.0}),
+        ({"mode": "baseline"}, {"iters": None, "mode": "baseline"}),
+    ],
+)
+def test_a_streams_own_iteration_control_replaces_the_batch_iters(model, options, expected):
+    settings = StreamBatch(model, iters=2).add_stream("b", **options)
+    assert {name: getattr(settings, name) for name in expected} == expected
+
+
+def test_a_streams_own_iters_replaces_the_batch_tol_and_its_cap(model):
+    batch = StreamBatch(model, tol=1e-2, max_iter_cap=6)
+    settings = batch.add_stream("b", iters=3)
+    assert (settings.iters, settings.tol, settings.max_iter_cap) == (3, None, None)
+
+
+def test_a_streams_own_iters_replaces_the_batch_budget_and_its_tuning(model):
+    batch = StreamBatch(model, budget_ms=20.0, budget=BudgetSettings())
+    settings = batch.add_stream("b", iters=3)
+    assert (settings.iters, settings.budget_ms, settings.budget) == (3, None, None)
+
+
+def test_a_streams_tol_keeps_the_batch_cap(model):
+    settings = StreamBatch(model, budget_ms=20.0, max_iter_cap=6).add_stream("b", tol=1e-2)
+    assert (settings.tol, settings.budget_ms, settings.max_iter_cap) == (1e-2, None, 6)
+
+
+def test_iteration_controls_given_together_for_one_stream_still_conflict(model):
+    with pytest.raises(SettingsError, match="iters and tol conflict"):
+        StreamBatch(model, iters=2).add_stream("b", iters=3, tol=1e-2)

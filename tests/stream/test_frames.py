@@ -126,3 +126,28 @@ def test_a_bad_frame_leaves_the_stream_usable(model, clip):
     with pytest.raises(FrameError):
         stream.step(np.zeros((4, 4), dtype=np.uint8))
     assert stream.step(clip[1]).info.index == 1
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        np.full((8, 8, 3), 200.0, dtype=np.float32),
+        torch.full((3, 8, 8), 200.0),
+        torch.full((1, 3, 8, 8), 200.0, dtype=torch.float64),
+    ],
+)
+def test_a_float_frame_in_0_255_is_refused(model, frame):
+    with pytest.raises(
+        FrameError, match="pass \\[0, 255\\] images as uint8, or divide them by 255"
+    ):
+        StreamDEQ(model, iters=2).step(frame)
+
+
+def test_a_float_frame_slightly_above_1_is_accepted(model):
+    assert StreamDEQ(model, iters=1).step(torch.full((3, 8, 8), 1.05)).info.index == 0
+
+
+def test_normalised_frames_are_not_range_checked(model):
+    identity = PreprocessSettings(mean=(0, 0, 0), std=(1, 1, 1))
+    stream = StreamDEQ(model, iters=1, preprocess=identity)
+    assert stream.step(torch.full((3, 8, 8), 2.5)).info.index == 0

@@ -66,8 +66,8 @@ def test_baseline_solves_every_frame_from_zeros_with_N(model, clip):
 
 
 @torch.no_grad()
-def test_baseline_honours_full_iters(model, clip):
-    result = StreamDEQ(model, mode="baseline", full_iters=5).step(clip[0])
+def test_baseline_honours_f_thres(model, clip):
+    result = StreamDEQ(model, mode="baseline", f_thres=5).step(clip[0])
     assert result.info.iters == 5
 
 
@@ -183,3 +183,13 @@ def test_info_row_is_flat(model, clip):
     assert row["reset"] == "first_frame"
     assert row["status"] == "max_iter"
     assert all(isinstance(v, (int, float, str, bool)) for v in row.values())
+
+
+@torch.no_grad()
+def test_at_one_iteration_residual_after_is_the_start_points_unless_measured(model, clip):
+    # documented in FrameInfo: M = 1 evaluates f only at the start point
+    plain, measured = StreamDEQ(model, iters=1), StreamDEQ(model, iters=1, measure_after=True)
+    for frame in clip[:3]:
+        info, exact = plain.step(frame).info, measured.step(frame).info
+        assert info.residual_after == info.residual_before
+        assert exact.residual_after < exact.residual_before

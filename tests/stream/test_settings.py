@@ -34,7 +34,7 @@ from .conftest import TinyDEQ
         ({"budget_ms": -5.0}, "budget_ms must be a finite number > 0"),
         ({"budget_ms": float("inf")}, "budget_ms must be a finite number > 0"),
         ({"max_iter_cap": 0, "tol": 1e-3}, "max_iter_cap must be an integer >= 1"),
-        ({"full_iters": 0}, "full_iters must be an integer >= 1"),
+        ({"f_thres": 0}, "f_thres must be an integer >= 1"),
         ({"iters": 2, "tol": 1e-3}, "iters and tol conflict"),
         ({"iters": 2, "budget_ms": 10.0}, "iters and budget_ms conflict"),
         ({"tol": 1e-3, "budget_ms": 10.0}, "tol and budget_ms conflict"),
@@ -105,10 +105,10 @@ class NoFThres(TinyDEQ):
 
 
 @pytest.mark.parametrize("kwargs", [{"mode": "baseline"}, {"mode": "keyframe"}, {"tol": 1e-3}])
-def test_full_iters_is_needed_when_the_model_does_not_declare_N(kwargs):
-    with pytest.raises(SettingsError, match="pass full_iters"):
+def test_f_thres_is_needed_when_the_model_does_not_declare_N(kwargs):
+    with pytest.raises(SettingsError, match="pass f_thres"):
         StreamDEQ(NoFThres(), **kwargs)
-    StreamDEQ(NoFThres(), full_iters=6, **kwargs)
+    StreamDEQ(NoFThres(), f_thres=6, **kwargs)
 
 
 def test_stream_mode_with_fixed_M_does_not_need_N():

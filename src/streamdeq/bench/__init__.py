@@ -17,38 +17,43 @@ from typing import Any
 
 import torch
 
+from ..registry import Registry
 from .carry import run_carry
 from .common import BenchmarkError, BenchReport, BenchSettings, parse_size, print_report, write_json
 from .gpu import run_gpu
 from .latency import run_latency
+from .many_streams import run_streams
 from .memory import run_memory
 from .overhead import run_limit, run_overhead
-from .streams import run_streams
 
 #: name -> benchmark, in the order ``all`` runs them (cheapest first)
-BENCHMARKS: dict[str, Callable[[BenchSettings], BenchReport]] = {
-    "overhead": run_overhead,
-    "limit": run_limit,
-    "streams": run_streams,
-    "memory": run_memory,
-    "latency": run_latency,
-    "carry": run_carry,
-    "gpu": run_gpu,
-}
+BENCHMARKS: Registry[Callable[[BenchSettings], BenchReport]] = Registry(
+    "benchmark", error=BenchmarkError
+)
+for _name, _run in (
+    ("overhead", run_overhead),
+    ("limit", run_limit),
+    ("streams", run_streams),
+    ("memory", run_memory),
+    ("latency", run_latency),
+    ("carry", run_carry),
+    ("gpu", run_gpu),
+):
+    BENCHMARKS.register(_name, _run)
 
 
 def list_benchmarks() -> list[str]:
-    return list(BENCHMARKS)
+    return BENCHMARKS.names()
 
 
 def resolve_names(name: str) -> list[str]:
     """'all' or one name (or a comma-separated list) -> benchmark names."""
-    names = list(BENCHMARKS) if name == "all" else [n.strip() for n in name.split(",") if n]
+    names = BENCHMARKS.names() if name == "all" else [n.strip() for n in name.split(",") if n]
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown or not names:
         raise BenchmarkError(
             f"unknown benchmark {', '.join(unknown) or name!r}; choose all or one of "
-            f"{', '.join(BENCHMARKS)}"
+            f"{', '.join(BENCHMARKS.names())}"
         )
     return names
 
@@ -68,7 +73,7 @@ def run_benchmarks(
     torch.manual_seed(0)
     reports: list[BenchReport] = []
     for name in names:
-        report = BENCHMARKS[name](settings)
+        report = BENCHMARKS.get(name)(settings)
         reports.append(report)
         print_report(report, console)
         if out is not None:

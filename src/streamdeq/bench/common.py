@@ -25,6 +25,7 @@ import torch
 
 from ..errors import SettingsError, StreamDEQError
 from ..runtime import cpu_allocator_tuned
+from ..validation import check_choice, check_int
 
 
 class BenchmarkError(StreamDEQError):
@@ -65,14 +66,13 @@ class BenchSettings:
                 raise SettingsError(
                     f"unknown model choice(s) {', '.join(unknown) or 'none'}; use bundled, small, xl"
                 )
-        if self.repeats < 1 or self.warmup < 0:
-            raise SettingsError("repeats must be >= 1 and warmup >= 0")
+        check_int("repeats", self.repeats)
+        check_int("warmup", self.warmup, minimum=0)
+        check_int("threads", self.threads, optional=True)
+        check_int("frames", self.frames, optional=True)
         if self.size is not None and (len(self.size) != 2 or min(self.size) < 1):
-            raise SettingsError(f"size must be (height, width) > 0, got {self.size}")
-        if self.device not in ("cpu", "cuda"):
-            raise SettingsError(f"device must be cpu or cuda, got {self.device!r}")
-        if self.frames is not None and self.frames < 1:
-            raise SettingsError(f"frames must be >= 1, got {self.frames}")
+            raise SettingsError(f"size must be (height, width) > 0, got {self.size}", field="size")
+        check_choice("device", self.device, ("cpu", "cuda"))
 
 
 @dataclass

@@ -6,7 +6,7 @@ Every scheme is a :class:`~streamdeq.stream.StreamDEQ` on the same model and get
 of one smoothly panning clip in turn (the order rotating from frame to frame); a scheme's
 figure is the median of the engine's own per-frame latencies after the warm-up frames. On
 Unix each row also counts the process's minor page faults per frame: on the CPU they show
-whether large buffers are being mapped afresh every frame (see :mod:`streamdeq.runtime`).
+whether large buffers are being mapped afresh every frame (see :mod:`streamdeq.cpu_allocator`).
 """
 
 from __future__ import annotations

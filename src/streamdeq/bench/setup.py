@@ -14,12 +14,12 @@ import numpy as np
 import torch
 
 from ..errors import StreamDEQError
-from ..models import create_model, list_models
+from ..models.resolve import DEFAULT_MODEL, resolve_model
 from .common import BenchSettings
 
 SMALL = "mdeq-seg-small-cityscapes"
 XL = "mdeq-seg-xl-cityscapes"
-BUNDLED = "mdeq-seg-tiny-synthetic"
+BUNDLED = DEFAULT_MODEL
 PAPER_SIZE = (512, 1024)
 QUICK_SIZE = (64, 128)
 QUICK_OVERRIDES = {"num_channels": (8, 16, 32, 64)}
@@ -37,19 +37,20 @@ class ModelSpec:
     label: str = ""
 
     def build(self, device: str = "cpu") -> torch.nn.Module:
+        """The model in eval mode on ``device``: trained weights when ``pretrained`` (an error
+        without them), else random ones (speed does not depend on the weights)."""
         overrides = {} if self.pretrained or not self.label.endswith("(quick)") else QUICK_OVERRIDES
-        model = create_model(self.name, pretrained=self.pretrained, **overrides)
-        return model.eval().to(device)
+        weights = "required" if self.pretrained else "random"
+        return resolve_model(self.name, weights=weights, device=device, overrides=overrides).model
 
 
 def bundled_available() -> tuple[bool, str]:
-    """Whether the bundled model is registered and its weights load (it ships separately)."""
-    if BUNDLED not in list_models():
-        return False, f"{BUNDLED} is not registered (yet); skipped"
+    """Whether the bundled model is registered and its weights load (it ships separately);
+    the benchmarks skip it, with the reason, when they do not."""
     try:
-        create_model(BUNDLED, pretrained=True)
+        resolve_model(BUNDLED, weights="required")
     except (StreamDEQError, OSError) as error:
-        return False, f"{BUNDLED} weights do not load ({error}); skipped"
+        return False, f"{BUNDLED} is not available ({error}); skipped"
     return True, ""
 
 

@@ -35,6 +35,7 @@ import torch
 from PIL import Image
 
 from ..errors import SettingsError, StreamDEQError
+from ..validation import check_int
 
 #: The 30 VID classes: (WordNet id, name); class index = position.
 VID_CLASSES: tuple[tuple[str, str], ...] = (
@@ -92,10 +93,8 @@ class ResizeSettings:
     max_size: int = 1000
 
     def __post_init__(self) -> None:
-        for name in ("min_size", "max_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SettingsError(f"resize {name} must be an integer >= 1, got {value!r}")
+        check_int("min_size", self.min_size, label="resize min_size")
+        check_int("max_size", self.max_size, label="resize max_size")
         if self.max_size < self.min_size:
             raise SettingsError(
                 f"resize max_size ({self.max_size}) must be >= min_size ({self.min_size})"
@@ -239,14 +238,7 @@ class ImageNetVID(torch.utils.data.Dataset):
     ) -> None:
         self.root = check_root(root)
         self.split = _check_split(split)
-        if frames_per_snippet is not None and (
-            isinstance(frames_per_snippet, bool)
-            or not isinstance(frames_per_snippet, int)
-            or frames_per_snippet < 1
-        ):
-            raise SettingsError(
-                f"frames_per_snippet must be an integer >= 1 or None, got {frames_per_snippet!r}"
-            )
+        check_int("frames_per_snippet", frames_per_snippet, optional=True)
         self.resize = _check_resize(resize)
         self.frames: list[_Frame] = []
         for snippet, count in snippet_lengths(self.root, split).items():
@@ -293,15 +285,9 @@ class ImageNetVIDClips(torch.utils.data.Dataset):
         max_clips: int | None = None,
         resize: ResizeSettings | None = ResizeSettings(),
     ) -> None:
-        for name, value, allow_none in (
-            ("frames_per_clip", frames_per_clip, False),
-            ("clip_stride", clip_stride, True),
-            ("max_clips", max_clips, True),
-        ):
-            if value is None and allow_none:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SettingsError(f"{name} must be an integer >= 1, got {value!r}")
+        check_int("frames_per_clip", frames_per_clip)
+        check_int("clip_stride", clip_stride, optional=True)
+        check_int("max_clips", max_clips, optional=True)
         self.root = check_root(root)
         self.split = _check_split(split)
         self.resize = _check_resize(resize)

@@ -1,6 +1,6 @@
 """Gradients through a fixed point: the DEQ layer and its building blocks.
 
->>> z, result, jac_loss = equilibrium(f, None, (injection,), forward_max_iter=18, like=shapes,
+>>> z, result, jac_loss = equilibrium(f, None, (injection,), f_thres=18, like=shapes,
 ...                                   backward=BackwardSettings(mode="implicit"), jac_samples=1)
 
 - :func:`equilibrium`: solve without a graph, then attach the chosen gradient;

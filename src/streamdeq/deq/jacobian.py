@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ..solvers import FixedPointFn
+from ..validation import check_int
 from .reapply import reapply, vjp
 from .settings import DEQSettingsError
 
@@ -55,8 +56,7 @@ def hutchinson(
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """The estimate for an application z_out = f(z_in) already recorded (see :func:`reapply`)."""
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise DEQSettingsError(f"num_samples must be an integer >= 1, got {num_samples!r}")
+    check_int("num_samples", num_samples, error=DEQSettingsError)
     create_graph = torch.is_grad_enabled()
     numel = sum(t.numel() for t in z_in)
     total = z_in[0].new_zeros(())

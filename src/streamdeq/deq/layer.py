@@ -13,7 +13,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._deprecation import renamed_keyword
 from ..solvers import FixedPointFn, SolverResult, State, solve
+from ..validation import check_int
 from .implicit import implicit_backward
 from .jacobian import hutchinson
 from .phantom import continue_phantom
@@ -27,12 +29,13 @@ def equilibrium(
     args: Sequence = (),
     *,
     forward_solver: str = "broyden",
-    forward_max_iter: int,
+    f_thres: int | None = None,
     forward_tol: float | None = None,
     forward_options: Mapping[str, Any] | None = None,
     backward: BackwardSettings | None = None,
     jac_samples: int = 0,
     like: Sequence[Tensor] | None = None,
+    forward_max_iter: int | None = None,
 ) -> tuple[State, SolverResult, Tensor | None]:
     """The equilibrium of f and its gradient.
 
@@ -42,13 +45,14 @@ def equilibrium(
             (e.g. dropout masks fixed per forward), since it is evaluated many times.
         z0: warm start (no gradient flows into it), or None for zeros shaped like ``like``.
         args: f's other batch-first arguments (e.g. the injection); gradients reach them.
-        forward_solver, forward_max_iter, forward_tol: the forward solve (N, the official
-            F_THRES, is ``forward_max_iter``).
+        forward_solver, f_thres, forward_tol: the forward solve; ``f_thres`` is N, its
+            iteration budget (required; the official F_THRES).
         forward_options: extra settings of :func:`streamdeq.solvers.solve` (``stop_mode``,
             method-specific options); unknown ones are rejected by the solver.
         backward: how the gradient flows (default: implicit, Broyden, 30 iterations).
         jac_samples: Hutchinson probes for the Jacobian penalty at z* (0: none).
         like: shapes for zeros when ``z0`` is None.
+        forward_max_iter: the deprecated name of ``f_thres``.
 
     Returns:
         (z, result, jac_loss): z, a list of (B, ...) tensors equal to the fixed point (implicit:
@@ -57,14 +61,18 @@ def equilibrium(
         jac_loss, a scalar ||J_f(z*)||_F^2 / numel estimate if ``jac_samples`` > 0, else None
         (under ``no_grad`` it is computed without a graph, for monitoring).
     """
+    f_thres = renamed_keyword(
+        "forward_max_iter", "f_thres", forward_max_iter, f_thres, error=DEQSettingsError
+    )
+    if f_thres is None:
+        raise DEQSettingsError("equilibrium needs f_thres (N, the forward solve's iterations)")
     backward = BackwardSettings() if backward is None else backward
     if not isinstance(backward, BackwardSettings):
         raise DEQSettingsError(
             f"backward must be a BackwardSettings, got {type(backward).__name__}; "
             "build one from a mapping with BackwardSettings.from_dict"
         )
-    if isinstance(jac_samples, bool) or not isinstance(jac_samples, int) or jac_samples < 0:
-        raise DEQSettingsError(f"jac_samples must be an integer >= 0, got {jac_samples!r}")
+    check_int("jac_samples", jac_samples, minimum=0, error=DEQSettingsError)
     args = tuple(args)
     with torch.no_grad():
         result = solve(
@@ -72,7 +80,7 @@ def equilibrium(
             None if z0 is None else list(z0),
             args,
             method=forward_solver,
-            max_iter=forward_max_iter,
+            max_iter=f_thres,
             tol=forward_tol,
             like=like,
             **dict(forward_options or {}),

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from torch import Tensor
 
 from ..solvers import FixedPointFn, State
+from ..validation import check_int, check_real
 from .reapply import reapply
 from .settings import DEQSettingsError
 
@@ -53,10 +54,15 @@ def continue_phantom(
 ) -> State:
     """:func:`phantom_gradient` from an application z_out = f(z_in) already recorded (the layer
     shares it with the Jacobian penalty)."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise DEQSettingsError(f"phantom steps must be an integer >= 1, got {steps!r}")
-    if not 0.0 < damping <= 1.0:
-        raise DEQSettingsError(f"phantom damping must be in (0, 1], got {damping!r}")
+    check_int("steps", steps, label="phantom steps", error=DEQSettingsError)
+    check_real(
+        "damping",
+        damping,
+        exclusive_minimum=0,
+        maximum=1,
+        label="phantom damping",
+        error=DEQSettingsError,
+    )
     z = _damped(z_in, z_out, damping)
     for _ in range(steps - 1):
         z = _damped(z, f(z, *args), damping)

@@ -12,12 +12,18 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..errors import SettingsError
-from ..solvers import SolverResult, SolverSettingsError, list_solvers, solver_options
+from ..solvers import (
+    STOP_MODES,
+    SolverResult,
+    SolverSettingsError,
+    list_solvers,
+    solver_options,
+)
+from ..validation import check_choice, check_int, check_real, check_solver_options
 
 #: "implicit": implicit differentiation (adjoint fixed point); "phantom": backprop through a few
 #: damped steps from the fixed point; "none": the fixed point is returned without a gradient.
 BACKWARD_MODES = ("implicit", "phantom", "none")
-STOP_MODES = ("abs", "rel")
 
 
 class DEQSettingsError(SettingsError):
@@ -53,27 +59,38 @@ class BackwardSettings:
     on_adjoint: Callable[[SolverResult], None] | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in BACKWARD_MODES:
-            raise DEQSettingsError(
-                f"backward mode must be one of {', '.join(BACKWARD_MODES)}, got {self.mode!r}"
-            )
+        check_choice(
+            "mode", self.mode, BACKWARD_MODES, label="backward mode", error=DEQSettingsError
+        )
         if self.solver not in list_solvers():
             raise DEQSettingsError(
                 f"unknown backward solver {self.solver!r}; choose one of "
                 f"{', '.join(list_solvers())}"
             )
-        _check_positive_int("max_iter", self.max_iter)
-        _check_positive_int("phantom_steps", self.phantom_steps)
-        if self.tol is not None and not (_is_number(self.tol) and self.tol > 0):
-            raise DEQSettingsError(f"backward tol must be > 0 or None, got {self.tol!r}")
-        if self.stop_mode not in STOP_MODES:
-            raise DEQSettingsError(
-                f"backward stop_mode must be one of {STOP_MODES}, got {self.stop_mode!r}"
-            )
-        if not (_is_number(self.phantom_damping) and 0.0 < self.phantom_damping <= 1.0):
-            raise DEQSettingsError(
-                f"phantom_damping must be in (0, 1], got {self.phantom_damping!r}"
-            )
+        check_int("max_iter", self.max_iter, error=DEQSettingsError)
+        check_int("phantom_steps", self.phantom_steps, error=DEQSettingsError)
+        check_real(
+            "tol",
+            self.tol,
+            exclusive_minimum=0,
+            optional=True,
+            label="backward tol",
+            error=DEQSettingsError,
+        )
+        check_choice(
+            "stop_mode",
+            self.stop_mode,
+            STOP_MODES,
+            label="backward stop_mode",
+            error=DEQSettingsError,
+        )
+        check_real(
+            "phantom_damping",
+            self.phantom_damping,
+            exclusive_minimum=0,
+            maximum=1,
+            error=DEQSettingsError,
+        )
         if self.on_adjoint is not None and not callable(self.on_adjoint):
             raise DEQSettingsError("on_adjoint must be a callable taking a SolverResult")
         _check_solver_options(self.solver, self.solver_options)
@@ -91,25 +108,16 @@ class BackwardSettings:
         return cls(**values)
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise DEQSettingsError(f"{name} must be an integer >= 1, got {value!r}")
-
-
 def _check_solver_options(method: str, options: Mapping[str, Any]) -> None:
-    if not isinstance(options, Mapping):
-        raise DEQSettingsError(f"solver_options must be a mapping, got {type(options).__name__}")
     try:
         valid = solver_options(method)
     except SolverSettingsError as err:
-        raise DEQSettingsError(str(err)) from None
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise DEQSettingsError(
-            f"backward solver {method}: unknown option(s) {', '.join(unknown)}; "
-            f"valid options: {', '.join(sorted(valid)) or 'none'}"
-        )
+        raise DEQSettingsError(str(err), field="solver") from None
+    check_solver_options(
+        method,
+        options,
+        valid,
+        noun="option",
+        where="backward solver ",
+        error=DEQSettingsError,
+    )

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from ..solvers import FixedPointFn, State
+from ..validation import check_int
 from .settings import DEQSettingsError
 
 
@@ -28,8 +29,7 @@ def unrolled_forward(
     Memory grows with ``num_layers`` (every application is stored); that is the point of
     pretraining shallow, and why the equilibrium phase uses implicit gradients instead.
     """
-    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
-        raise DEQSettingsError(f"num_layers must be an integer >= 1, got {num_layers!r}")
+    check_int("num_layers", num_layers, error=DEQSettingsError)
     if z0 is None:
         if like is None:
             raise DEQSettingsError("z0=None needs like= (tensors giving the state's shapes)")

@@ -3,6 +3,7 @@ print its rows and write its CSV + PNG."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,17 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import SettingsError
-from .clips import cityscapes_clips, generated_clips
-from .loading import load_model
+from ..models.resolve import resolve_model
+from ..tasks import task_of
+from .clips import Clip, cityscapes_clips, generated_clips
+from .detection import DETECTION_ONLY, require_detector
+from .detection_clips import generated_detection_clips
+
+#: Task name -> the generated street clips annotated for it, (num_clips, num_frames, split=).
+GENERATED_CLIPS: dict[str, Callable[..., list[Clip]]] = {
+    "segmentation": generated_clips,
+    "detection": generated_detection_clips,
+}
 
 
 def run_experiment_command(
@@ -35,8 +45,7 @@ def run_experiment_command(
     """Run experiment ``name`` as the command line asks; returns the files written."""
     from . import EXPERIMENTS
 
-    if name not in EXPERIMENTS:
-        raise SettingsError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
+    experiment = EXPERIMENTS.get(name)
     options: dict[str, Any] = {}
     if iters is not None:
         if name == "fig2":
@@ -47,23 +56,37 @@ def run_experiment_command(
             raise SettingsError("--steps applies to fig2 only")
         options["steps"] = parse_ints("--steps", steps)
     if offsets is not None:
-        if name != "fig5":
-            raise SettingsError("--offsets applies to fig5 only")
+        if name not in ("fig5", "fig8"):
+            raise SettingsError("--offsets applies to fig5 and fig8 only")
         options["offsets"] = parse_ints("--offsets", offsets)
     if threads is not None:
         torch.set_num_threads(threads)
-    net = load_model(model, checkpoint, random_weights=random_weights)
+    weights = "random" if random_weights else "required"
+    net = resolve_model(model, checkpoint, weights=weights).model
+    if name in DETECTION_ONLY:
+        require_detector(name, net)  # before the clips: they take a while
     with console.status("loading clips"):
         if cityscapes is not None:
             clip_set = cityscapes_clips(cityscapes, split, frames_per_clip=frames, max_clips=clips)
         else:
-            clip_set = generated_clips(clips, frames, split=split)
+            clip_set = generated_clips_for(net, clips, frames, split)
     with console.status(f"running {name} on {len(clip_set)} clips of {frames} frames"):
-        result = EXPERIMENTS[name](net, clip_set, **options)
+        result = experiment(net, clip_set, **options)
     console.print(rows_table(result.rows, title=name))
     files = result.save(out)
     console.print(f"wrote {', '.join(map(str, files))}")
     return files
+
+
+def generated_clips_for(model: Any, num_clips: int, num_frames: int, split: str) -> list[Clip]:
+    """Generated street clips annotated for ``model``'s task (label maps, boxes)."""
+    task = task_of(model).name
+    if task not in GENERATED_CLIPS:
+        raise SettingsError(
+            f"there are no generated clips for {task} models (only for "
+            f"{', '.join(GENERATED_CLIPS)}); run the experiment from Python on your own clips"
+        )
+    return GENERATED_CLIPS[task](num_clips, num_frames, split=split)
 
 
 def parse_ints(option: str, text: str) -> list[int]:

@@ -1,8 +1,11 @@
-"""Clip sets the experiments run on: generated street scenes or Cityscapes sequences.
+"""Clip sets the experiments run on: generated street scenes, Cityscapes sequences, or any
+task's annotated videos.
 
-Why one small type: the paper's analyses need only frames in order and the labels of some of
-them (Cityscapes annotates one frame per 20-frame clip, the generator every frame), so both
-sources become a list of :class:`Clip` and every experiment takes such a list.
+Why one small type: the paper's analyses need only frames in order and the annotations of some
+of them (Cityscapes labels one frame per 20-frame clip, the generator every frame), so every
+source becomes a list of :class:`Clip` and every experiment takes such a list. What an
+annotation is belongs to the task (a label map, a dict of boxes, ...); the experiments only
+hand ``clip.target_at(t)`` to the task's metric.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -19,18 +22,25 @@ from ..errors import SettingsError
 
 @dataclass(frozen=True)
 class Clip:
-    """Consecutive frames of one video and the labels of the annotated ones.
+    """Consecutive frames of one video and the annotations of the annotated ones.
 
     Attributes:
         name: identifies the clip in results (e.g. "val-3" or a Cityscapes frame name).
         frames: (T, H, W, 3) uint8 RGB.
-        labels: frame index -> (H, W) int64 Cityscapes train ids (255 = ignore); only the
+        targets: frame index -> that frame's annotation, in the form the ``task``'s metric
+            scores (segmentation: (H, W) int64 Cityscapes train ids, 255 = ignore); only the
             annotated frames are keys (Cityscapes: the last one; generated clips: all).
+        task: the task the annotations are for (a model of another task cannot be scored on
+            them).
     """
 
     name: str
     frames: np.ndarray
-    labels: Mapping[int, np.ndarray] = field(default_factory=dict)
+    targets: Mapping[int, Any] = field(default_factory=dict)
+    task: str = "segmentation"
+
+    #: what an annotation is called in messages
+    target_word: ClassVar[str] = "label"
 
     def __post_init__(self) -> None:
         if self.frames.ndim != 4 or self.frames.shape[-1] != 3 or self.frames.dtype != np.uint8:
@@ -38,10 +48,10 @@ class Clip:
                 f"clip {self.name!r}: frames must be (T, H, W, 3) uint8, got "
                 f"{self.frames.shape} {self.frames.dtype}"
             )
-        for index in self.labels:
+        for index in self.targets:
             if not 0 <= index < len(self.frames):
                 raise SettingsError(
-                    f"clip {self.name!r}: label for frame {index}, but it has "
+                    f"clip {self.name!r}: {self.target_word} for frame {index}, but it has "
                     f"{len(self.frames)} frames"
                 )
 
@@ -54,9 +64,18 @@ class Clip:
         """Index of the last frame (the annotated one in the paper's protocol)."""
         return len(self.frames) - 1
 
+    @property
+    def labels(self) -> Mapping[int, Any]:
+        """The annotations under their segmentation name (frame index -> label map)."""
+        return self.targets
+
+    def target_at(self, index: int) -> Any | None:
+        """The annotation of frame ``index``, or None where it is not annotated."""
+        return self.targets.get(index)
+
     def label_at(self, index: int) -> np.ndarray | None:
-        """(H, W) train ids of frame ``index``, or None where it is not annotated."""
-        return self.labels.get(index)
+        """(H, W) train ids of frame ``index`` of a segmentation clip (see :meth:`target_at`)."""
+        return self.target_at(index)
 
 
 def generated_clips(
@@ -115,10 +134,22 @@ def clip_from_item(item: Mapping[str, Any]) -> Clip:
 def check_clips(clips: Sequence[Clip], need: int = 1) -> None:
     """Raise :class:`SettingsError` unless there are ``need`` clips, all of them Clips."""
     if len(clips) < need:
-        raise SettingsError(f"this experiment needs at least {need} clip(s), got {len(clips)}")
+        wanted = "one clip" if need == 1 else f"{need} clips"
+        raise SettingsError(f"this experiment needs at least {wanted}, got {len(clips)}")
     for clip in clips:
         if not isinstance(clip, Clip):
             raise SettingsError(f"expected Clip objects, got {type(clip).__name__}")
+
+
+def check_clip_task(clips: Sequence[Clip], task: str, target_key: str) -> None:
+    """Raise :class:`SettingsError` unless every clip is annotated for ``task`` (a metric
+    cannot score one task's outputs against another's annotations)."""
+    for clip in clips:
+        if clip.task != task:
+            raise SettingsError(
+                f"clip {clip.name!r} is annotated for {clip.task}, but the model is a {task} "
+                f"model: give clips with {target_key}"
+            )
 
 
 def frame_offsets(shortest: int, offsets: Sequence[int] | None) -> list[int]:

@@ -17,7 +17,7 @@ from ..errors import SettingsError
 from .clips import Clip, check_clips
 from .distributed import gather, shard
 from .result import ExperimentResult, integer_ticks, new_figure, series
-from .streams import Scheme, StateTap, reference_states, relative_distance, run_clip, zero_distance
+from .schemes import Scheme, StateTap, reference_states, relative_distance, run_clip, zero_distance
 
 #: Solver steps k the curves are sampled at (besides k = 0).
 DEFAULT_STEPS = (1, 2, 4, 8, 16)

@@ -17,7 +17,7 @@ from typing import Any
 from .clips import Clip, check_clips
 from .distributed import gather, shard
 from .result import ExperimentResult, integer_ticks, iter_color, new_figure, series
-from .streams import (
+from .schemes import (
     PAPER_ITERS,
     Scheme,
     StateTap,

@@ -23,15 +23,14 @@ from typing import Any
 import numpy as np
 
 from .clips import Clip, check_clips
+from ..tasks.segmentation.metric import as_label_tensor, predict_labels
 from .distributed import confusion_matrices, gather, reduce_confusions, shard
 from .result import ExperimentResult, integer_ticks, iter_color, new_figure, series
-from .streams import (
+from .schemes import (
     PAPER_ITERS,
     Scheme,
     StateTap,
-    as_label_tensor,
     check_iters,
-    predict_labels,
     reference_states,
     relative_distance,
     run_clip,

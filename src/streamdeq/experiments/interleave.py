@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import SettingsError
-from .streams import Scheme
+from .schemes import Scheme
 
 EVALUATE = ("last", "all")
 

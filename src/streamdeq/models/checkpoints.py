@@ -17,20 +17,31 @@ information) but does not require them; exporting writes them so that the offici
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import tempfile
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+import yaml
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, StreamDEQError
 from .config import MDEQConfig
 from .layers import WeightNormConv2d
 from .mdeq import MDEQModel
+from .pretrained import (
+    FORMAT_VERSION,
+    PretrainedInfo,
+    PretrainedInfoError,
+    derive_pretrained_info,
+    pretrained_info_of,
+)
 
 HEAD_PREFIX = "task_head."
 #: Official prefixes of the redundant copies of ``fullstage``.
@@ -41,6 +52,8 @@ WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 #: Entries listed per category in a mismatch report before it says "... and N more".
 MAX_LISTED = 12
 SAFETENSORS_FORMAT = "streamdeq.mdeq"
+#: Metadata key of the input contract (:class:`~.pretrained.PretrainedInfo`, JSON).
+PRETRAINED_KEY = "pretrained"
 
 
 class CheckpointMismatchError(CheckpointError):
@@ -115,7 +128,23 @@ def load_official_mdeq(
     else:
         raw, source = read_torch_checkpoint(state_dict_path, map_location), str(state_dict_path)
     load_official_state_dict(model, raw, source=source)
+    model.pretrained_info = _official_info(config_yaml, model)
     return model.to(map_location).eval()
+
+
+def _official_info(config_yaml: str | Path, model: MDEQModel) -> PretrainedInfo | None:
+    """The contract of official weights: ImageNet statistics (every official experiment
+    normalises with them), trained on the yaml's DATASET.DATASET."""
+    info = derive_pretrained_info(model, format_version=FORMAT_VERSION)
+    try:
+        with open(config_yaml, encoding="utf-8") as handle:
+            dataset = (yaml.safe_load(handle) or {}).get("DATASET") or {}
+    except (OSError, yaml.YAMLError):  # read moments ago by the config: no news to report
+        return info
+    name = dataset.get("DATASET") if isinstance(dataset, Mapping) else None
+    if info is None or not name:
+        return info
+    return info.with_overrides(trained_on=str(name).lower())
 
 
 def load_official_state_dict(
@@ -268,18 +297,78 @@ def _match(
 # ----------------------------------------------------------------------------- safetensors
 
 
-def save_safetensors(model: MDEQModel, path: str | Path) -> None:
-    """Save ``model``'s weights with its config in the file's metadata, so that the file alone
-    rebuilds the model (:func:`load_safetensors`)."""
+def save_safetensors(
+    model: MDEQModel, path: str | Path, info: PretrainedInfo | None = None
+) -> None:
+    """Save ``model``'s weights with its config and its input contract in the file's metadata,
+    so that the file alone rebuilds the model and says how to feed it
+    (:func:`load_safetensors`).
+
+    Args:
+        info: the contract to record; default ``model.pretrained_info``, else one derived from
+            the config (ImageNet statistics, training data unknown).
+
+    The file appears whole or not at all (written beside ``path``, then renamed), with the
+    permissions of any new file under the umask (0644 under umask 022).
+
+    Raises:
+        CheckpointWriteError: the folder is missing or not writable, or the disk is full.
+    """
+    info = info or pretrained_info_of(model) or derive_pretrained_info(model, FORMAT_VERSION)
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     metadata = {"format": SAFETENSORS_FORMAT, "config": model.config.to_json()}
-    save_file(tensors, str(path), metadata=metadata)
+    if info is not None:
+        metadata[PRETRAINED_KEY] = replace(info, format_version=FORMAT_VERSION).to_json()
+    _write_atomically(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+class CheckpointWriteError(StreamDEQError, OSError):
+    """A checkpoint file that cannot be written (missing folder, no permission, disk full)."""
+
+    def __str__(self) -> str:  # OSError would format (errno, strerror) tuples otherwise
+        return str(self.args[0]) if self.args else ""
+
+
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """``write`` into a temporary file beside ``path``, then rename it over ``path``: a failure
+    leaves no partial file, and readers never see half a file. The temporary file is created
+    0600 (``mkstemp``); it gets the mode a plain ``open`` would give, 0666 less the umask."""
+    try:
+        handle, tmp_name = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".partial"
+        )
+    except OSError as err:
+        raise CheckpointWriteError(f"cannot write {path}: {_reason(err)}") from None
+    os.close(handle)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, (OSError, SafetensorError)):
+            raise CheckpointWriteError(f"cannot write {path}: {_reason(err)}") from None
+        raise
+
+
+def _reason(err: BaseException) -> str:
+    return getattr(err, "strerror", None) or str(err)
+
+
+def _umask() -> int:
+    # no call reads the umask without setting it: set it and put it straight back
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def load_safetensors(
     path: str | Path, model: MDEQModel | None = None, device: str | torch.device = "cpu"
 ) -> MDEQModel:
-    """The model saved by :func:`save_safetensors`, in eval mode on ``device``.
+    """The model saved by :func:`save_safetensors`, in eval mode on ``device``, with the
+    file's input contract as ``model.pretrained_info`` (for files written before the contract
+    was recorded: the one derived from the config, with ``format_version`` 0).
 
     With ``model`` given, the weights are loaded into it (its config must build the same
     tensors); otherwise a model is built from the config stored in the file.
@@ -288,7 +377,7 @@ def load_safetensors(
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = handle.metadata() or {}
             tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
-    except (OSError, RuntimeError, ValueError) as err:
+    except (OSError, RuntimeError, ValueError, SafetensorError) as err:
         raise CheckpointError(f"cannot read {path} as a safetensors file: {err}") from None
     if model is None:
         if "config" not in metadata:
@@ -298,7 +387,19 @@ def load_safetensors(
         model = _model_from_config(metadata["config"])
     expected = {k: (k, tuple(v.shape)) for k, v in model.state_dict().items()}
     model.load_state_dict(_match(tensors, expected, {}, str(path)), strict=True)
+    model.pretrained_info = _read_info(metadata, model, path)
     return model.to(device).eval()
+
+
+def _read_info(metadata: Mapping[str, str], model: nn.Module, path: str | Path):
+    """The file's input contract; for a file written before it was recorded, the one its
+    config implies (format version 0, ImageNet statistics)."""
+    if PRETRAINED_KEY not in metadata:
+        return derive_pretrained_info(model, format_version=0)
+    try:
+        return PretrainedInfo.from_json(metadata[PRETRAINED_KEY])
+    except PretrainedInfoError as err:
+        raise CheckpointError(f"{path}: {err}") from None
 
 
 def _model_from_config(text: str) -> nn.Module:

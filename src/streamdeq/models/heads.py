@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import pairwise
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import MDEQConfig
+if TYPE_CHECKING:  # the config builds the model (config.build), not the reverse
+    from .config import MDEQConfig
 
 
 class SegmentationHead(nn.Module):

@@ -15,20 +15,44 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
+from .._deprecation import warn_deprecated
 from ..deq import BackwardSettings, equilibrium, unrolled_forward
 from ..solvers import SolverResult, solve
 from ..solvers.base import channels_last
-from .config import MDEQConfig
 from .heads import build_head
 from .layers import WeightNormConv2d, refresh_weights
 from .multiscale import DropoutMasks, MultiscaleBlock
 
+if TYPE_CHECKING:  # the config builds the model (config.build), not the reverse
+    from .config import MDEQConfig
+
 #: The official Broyden tolerance: 1e-5 * sqrt(number of state elements) (absolute residual).
 OFFICIAL_TOL_FACTOR = 1e-5
+
+
+@dataclass(frozen=True)
+class ForwardResult:
+    """A forward pass with what it found on the way, returned rather than left on the model
+    so that concurrent or nested forwards cannot overwrite each other's results.
+
+    Attributes:
+        output: what ``model(x)`` returns (logits; for a detector, losses or detections).
+        z: the state the head was applied to, one (B, C_i, H_i, W_i) tensor per branch (with
+            its graph in training mode).
+        solver: the forward solve's :class:`SolverResult` (None after unrolled pretraining).
+        jac_loss: the scalar Jacobian penalty (None unless ``jac_samples`` > 0 in training).
+    """
+
+    output: Any
+    z: list[Tensor]
+    solver: SolverResult | None
+    jac_loss: Tensor | None
 
 
 class MDEQModel(nn.Module):
@@ -36,9 +60,8 @@ class MDEQModel(nn.Module):
 
     Attributes:
         config: the :class:`MDEQConfig` it was built from.
-        last_solver_result: the :class:`SolverResult` of the last solve (None after unrolled
-            pretraining steps).
-        last_jac_loss: the Jacobian penalty of the last training forward (None unless asked).
+
+    :meth:`forward_with_info` returns the solver result and Jacobian penalty with the output.
     """
 
     def __init__(self, config: MDEQConfig) -> None:
@@ -50,15 +73,28 @@ class MDEQModel(nn.Module):
         self.stage0 = _injection_layer(config) if has_stage0 else None
         self.fullstage = MultiscaleBlock(config)
         self.task_head = build_head(config)
-        self.last_solver_result: SolverResult | None = None
-        self.last_jac_loss: Tensor | None = None
+        # backing the deprecated last_* properties only; read forward_with_info's result
+        self._last_solver_result: SolverResult | None = None
+        self._last_jac_loss: Tensor | None = None
         self._dropout_masks: DropoutMasks | None = None
         init_weights(self)
 
     def __getstate__(self) -> dict:
         # per-forward results may hold a graph, which deepcopy (e.g. an EMA copy) and pickle refuse
         state = super().__getstate__()
-        return {**state, "last_jac_loss": None}
+        return {**state, "_last_jac_loss": None}
+
+    @property
+    def last_solver_result(self) -> SolverResult | None:
+        """Deprecated: the last solve's result; use ``forward_with_info(x).solver``."""
+        warn_deprecated("MDEQModel.last_solver_result", "forward_with_info(x).solver")
+        return self._last_solver_result
+
+    @property
+    def last_jac_loss(self) -> Tensor | None:
+        """Deprecated: the last Jacobian penalty; use ``forward_with_info(x).jac_loss``."""
+        warn_deprecated("MDEQModel.last_jac_loss", "forward_with_info(x).jac_loss")
+        return self._last_jac_loss
 
     @property
     def input_multiple(self) -> int:
@@ -156,7 +192,7 @@ class MDEQModel(nn.Module):
 
         Returns:
             (z, result): the state (one (B, C_i, H_i, W_i) tensor per branch) and the solve's
-            :class:`SolverResult` (also kept in ``last_solver_result``).
+            :class:`SolverResult`.
         """
         injection = self.inject(x)
         start = self.init_state(injection) if z0 is None else list(z0)
@@ -170,7 +206,7 @@ class MDEQModel(nn.Module):
                 tol=tol,
                 **solver_options,
             )
-        self.last_solver_result = result
+        self._last_solver_result = result
         return result.z, result
 
     def forward(
@@ -185,41 +221,66 @@ class MDEQModel(nn.Module):
         jac_samples: int = 0,
         **solver_options,
     ) -> Tensor:
-        """Logits of a (B, 3, H, W) batch.
+        """Logits of a (B, 3, H, W) batch; :meth:`forward_with_info` says how they came about."""
+        return self.forward_with_info(
+            x,
+            max_iter,
+            solver,
+            tol,
+            train_step,
+            backward=backward,
+            jac_samples=jac_samples,
+            **solver_options,
+        ).output
+
+    def forward_with_info(
+        self,
+        x: Tensor,
+        max_iter: int | None = None,
+        solver: str = "broyden",
+        tol: float | None = None,
+        train_step: int = -1,
+        *,
+        backward: BackwardSettings | None = None,
+        jac_samples: int = 0,
+        **solver_options,
+    ) -> ForwardResult:
+        """The forward pass of a (B, 3, H, W) batch with its fixed point, solver result and
+        Jacobian penalty (``output`` is what ``model(x)`` returns). It is called directly, not
+        through ``__call__``, so module hooks do not run for it.
 
         Eval mode: solve (see :meth:`solve`) and apply the head. Training mode: during the
         first ``config.pretrain_steps`` steps (0 <= ``train_step`` < pretrain_steps) f is
         unrolled ``config.num_layers`` times from zeros, as the official pretraining does;
         otherwise the fixed point comes from :func:`streamdeq.deq.equilibrium` with gradients
         as ``backward`` says (default: implicit, ``config.b_thres`` Broyden iterations; the
-        official code uses ``f_thres`` there) and a Jacobian penalty of ``jac_samples`` probes
-        kept in ``last_jac_loss``.
+        official code uses ``f_thres`` there) and a Jacobian penalty of ``jac_samples`` probes.
         """
-        self.last_jac_loss = None
+        self._last_jac_loss = None
         if not self.training:
-            z, _ = self.solve(x, solver=solver, max_iter=max_iter, tol=tol, **solver_options)
-            return self.head(z)
+            z, result = self.solve(x, solver=solver, max_iter=max_iter, tol=tol, **solver_options)
+            return ForwardResult(self.head(z), z, result, None)
         injection = self.inject(x)
         args = self.f_args(injection)
         z0 = self.init_state(injection)
         if 0 <= train_step < self.config.pretrain_steps:
-            self.last_solver_result = None
+            self._last_solver_result = None
             z = unrolled_forward(self.f, z0, args, self.config.num_layers)
-            return self.head(z)
+            return ForwardResult(self.head(z), z, None, None)
         z, result, jac_loss = equilibrium(
             self.f,
             z0,
             args,
             forward_solver=solver,
-            forward_max_iter=self.config.f_thres if max_iter is None else max_iter,
+            f_thres=self.config.f_thres if max_iter is None else max_iter,
             forward_tol=tol,
             forward_options=solver_options,
             backward=backward or BackwardSettings(max_iter=self.config.b_thres),
             jac_samples=jac_samples,
         )
-        self.last_solver_result = result
-        self.last_jac_loss = jac_loss
-        return self.head(z)
+        self._last_solver_result = result
+        self._last_jac_loss = jac_loss
+        return ForwardResult(self.head(z), z, result, jac_loss)
 
     def f_args(self, injection: list[Tensor | None]) -> tuple:
         # masks travel with the injection so that solvers slice them with the same rows

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import MDEQConfig
 from .layers import WeightNormConv2d, group_norm, variational_mask
+
+if TYPE_CHECKING:  # the config builds the model (config.build), not the reverse
+    from .config import MDEQConfig
 
 #: Dropout masks: one (B, C_i, 1, 1) tensor per block, grouped by branch.
 DropoutMasks = list[list[Tensor]]

@@ -16,8 +16,11 @@ from typing import Any, Protocol
 from torch import nn
 
 from ..errors import SettingsError, UnknownModelError
+from ..plugins import load_plugins
+from ..registry import Registry
 from .checkpoints import load_safetensors
 from .config import MDEQConfig, ModelConfigError
+from .pretrained import PretrainedInfo
 
 #: Where relative weight paths of registry entries are looked up (package data).
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -38,12 +41,16 @@ class NoPretrainedWeightsError(ModelConfigError):
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A registered model: its config, an optional weights file and a one-line description."""
+    """A registered model: its config, an optional weights file, a one-line description and
+    the input contract of its weights (``pretrained``: mean/std, input size, training data; it
+    takes precedence over what the weights file records, so an entry can describe files
+    written before the contract was stored in them)."""
 
     name: str
     config: ModelConfig
     weights: Path | None = None
     description: str = ""
+    pretrained: PretrainedInfo | None = None
 
     def weights_path(self) -> Path | None:
         if self.weights is None:
@@ -51,7 +58,7 @@ class ModelEntry:
         return self.weights if self.weights.is_absolute() else WEIGHTS_DIR / self.weights
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
+MODELS: Registry[ModelEntry] = Registry("model", error=UnknownModelError, loader=load_plugins)
 
 
 def register_model(
@@ -60,28 +67,25 @@ def register_model(
     weights: str | Path | None = None,
     description: str = "",
     *,
+    pretrained: PretrainedInfo | None = None,
     overwrite: bool = False,
 ) -> ModelEntry:
     """Add a named model. ``weights``: a safetensors file, absolute or relative to the
-    package's ``weights/`` folder."""
-    if name in _REGISTRY and not overwrite:
+    package's ``weights/`` folder; ``pretrained``: the input contract of those weights."""
+    if MODELS.registered(name) and not overwrite:
         raise ModelConfigError(f"a model named {name!r} is already registered")
-    entry = ModelEntry(name, config, None if weights is None else Path(weights), description)
-    _REGISTRY[name] = entry
-    return entry
+    path = None if weights is None else Path(weights)
+    entry = ModelEntry(name, config, path, description, pretrained)
+    return MODELS.register(name, entry, overwrite=True)
 
 
 def list_models() -> list[str]:
-    return sorted(_REGISTRY)
+    return MODELS.names(sort=True)
 
 
 def get_entry(name: str) -> ModelEntry:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownModelError(
-            f"unknown model {name!r}; known models: {', '.join(list_models())}"
-        ) from None
+    """The registered entry; an unknown name lists the known ones and the closest matches."""
+    return MODELS.get(name)
 
 
 def get_config(name: str, **overrides: Any) -> ModelConfig:
@@ -95,7 +99,8 @@ def get_config(name: str, **overrides: Any) -> ModelConfig:
 
 def create_model(name: str, pretrained: bool = False, **overrides: Any) -> nn.Module:
     """Build the named model (randomly initialised, in training mode), or with
-    ``pretrained=True`` its bundled weights (in eval mode).
+    ``pretrained=True`` its bundled weights (in eval mode, with their input contract as
+    ``model.pretrained_info``: the entry's, else the one the weights file records).
 
     Args:
         name: one of :func:`list_models`.
@@ -119,7 +124,10 @@ def create_model(name: str, pretrained: bool = False, **overrides: Any) -> nn.Mo
             "initialised model, or load_official_mdeq(yaml, checkpoint) for the official "
             "checkpoint of this configuration"
         )
-    return load_safetensors(path, model=model)
+    model = load_safetensors(path, model=model)
+    if entry.pretrained is not None:
+        model.pretrained_info = entry.pretrained
+    return model
 
 
 def _cls(**values: Any) -> MDEQConfig:
@@ -285,32 +293,3 @@ for _name, _config, _about in [
     ),
 ]:
     register_model(_name, _config, description=f"official {_about}")
-
-# Trained here: configs/seg_mdeq_tiny_synthetic.yaml on the generated street scenes
-# (streamdeq.data.synthetic); the package ships its weights.
-register_model(
-    "mdeq-seg-tiny-synthetic",
-    MDEQConfig(
-        task="segmentation",
-        num_branches=4,
-        num_channels=(8, 16, 32, 64),
-        num_blocks=_FOUR,
-        expansion=2,
-        num_groups=4,
-        dropout=0.0,
-        wnorm=True,
-        downsample_times=2,
-        f_thres=24,
-        b_thres=16,
-        num_layers=4,
-        pretrain_steps=400,
-        num_classes=19,
-        head_channels=(),
-        final_conv_kernel=1,
-    ),
-    weights="mdeq-seg-tiny-synthetic.safetensors",
-    description="4-branch MDEQ (8-64 ch) trained on generated street scenes, 128x256 frames",
-)
-
-# other model families register themselves here (after the registry above exists)
-from .detection import zoo as _detection_zoo  # noqa: E402, F401

@@ -14,8 +14,11 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 
+import torch
 from torch import Tensor
 
+from ..registry import Registry
+from ..validation import check_choice, check_int, check_real, check_solver_options
 from .anderson import anderson
 from .base import (
     FixedPointFn,
@@ -29,17 +32,32 @@ from .base import (
 from .broyden import BroydenMemory, broyden
 from .fixed_point import fixed_point
 
-SOLVERS: dict[str, Callable[..., SolverResult]] = {
-    "broyden": broyden,
-    "anderson": anderson,
-    "fixed_point": fixed_point,
-}
+SOLVERS: Registry[Callable[..., SolverResult]] = Registry("solver", error=SolverSettingsError)
 STOP_MODES = ("abs", "rel")
 _COMMON = {"f", "z0", "args", "max_iter", "tol", "stop_mode"}
 
 
+def register_solver(
+    name: str, solver: Callable[..., SolverResult], *, overwrite: bool = False
+) -> Callable[..., SolverResult]:
+    """Make ``solver`` available as ``solve(..., method=name)``, to the stream engine
+    (``StreamDEQ(solver=name)``) and to ``streamdeq run --solver``.
+
+    A solver is a function ``solver(f, z0, args, *, max_iter, tol, stop_mode, **settings) ->
+    SolverResult`` (see :mod:`.fixed_point` for the simplest one); its own keyword settings
+    and their defaults are read from its signature (:func:`solver_options`), so unknown
+    settings are rejected before it runs.
+    """
+    return SOLVERS.register(name, solver, overwrite=overwrite)
+
+
+register_solver("broyden", broyden)
+register_solver("anderson", anderson)
+register_solver("fixed_point", fixed_point)
+
+
 def list_solvers() -> list[str]:
-    return sorted(SOLVERS)
+    return SOLVERS.names(sort=True)
 
 
 def solver_options(method: str) -> dict[str, object]:
@@ -78,15 +96,20 @@ def solve(
         stop_mode: "abs" (||f(z) - z||) or "rel" (||f(z) - z|| / ||f(z)||) for ``tol``.
         options: method-specific settings (see :func:`solver_options`); unknown ones are
             rejected.
+
+    The iterations run without recording a graph (even under grad mode, with an f whose
+    parameters require grad): a forward solve never needs one, and storing every iterate's
+    graph would cost memory linear in ``max_iter``. The answer ``result.z`` therefore has no
+    gradient; for gradients through the fixed point use :func:`streamdeq.deq.equilibrium`,
+    which attaches them afterwards (implicit differentiation or phantom gradients).
     """
     fn = _lookup(method)
-    _check_options(method, options)
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise SolverSettingsError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-    if tol is not None and not tol > 0:
-        raise SolverSettingsError(f"tol must be > 0 or None, got {tol!r}")
-    if stop_mode not in STOP_MODES:
-        raise SolverSettingsError(f"stop_mode must be one of {STOP_MODES}, got {stop_mode!r}")
+    check_solver_options(
+        method, options, solver_options(method), noun="setting", error=SolverSettingsError
+    )
+    check_int("max_iter", max_iter, error=SolverSettingsError)
+    check_real("tol", tol, exclusive_minimum=0, optional=True, error=SolverSettingsError)
+    check_choice("stop_mode", stop_mode, STOP_MODES, error=SolverSettingsError)
     if z0 is None:
         if like is None:
             raise SolverSettingsError("z0=None needs like= (tensors giving the state's shapes)")
@@ -96,30 +119,20 @@ def solve(
     z0 = list(z0)
     if not z0:
         raise SolverSettingsError("the state z0 is an empty list")
-    return fn(f, z0, tuple(args), max_iter=max_iter, tol=tol, stop_mode=stop_mode, **options)
+    with torch.no_grad():
+        return fn(f, z0, tuple(args), max_iter=max_iter, tol=tol, stop_mode=stop_mode, **options)
 
 
 def _lookup(method: str) -> Callable[..., SolverResult]:
-    try:
-        return SOLVERS[method]
-    except KeyError:
-        raise SolverSettingsError(
-            f"unknown solver {method!r}; choose one of {', '.join(list_solvers())}"
-        ) from None
-
-
-def _check_options(method: str, options: dict[str, object]) -> None:
-    valid = solver_options(method)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        known = ", ".join(sorted(valid)) or "none"
-        raise SolverSettingsError(
-            f"{method}: unknown setting(s) {', '.join(unknown)}; valid settings: {known}"
-        )
+    if method not in SOLVERS:
+        listing = ", ".join(list_solvers())
+        raise SolverSettingsError(f"unknown solver {method!r}; choose one of {listing}")
+    return SOLVERS.get(method)
 
 
 __all__ = [
     "SOLVERS",
+    "STOP_MODES",
     "BroydenMemory",
     "FixedPointFn",
     "SolverResult",
@@ -130,6 +143,7 @@ __all__ = [
     "broyden",
     "fixed_point",
     "list_solvers",
+    "register_solver",
     "residual_norms",
     "solve",
     "solver_options",

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..validation import check_int, check_real
 from .base import (
     REL_EPS,
     FixedPointFn,
@@ -49,12 +50,16 @@ def anderson(
         lam: Tikhonov regularisation of the least-squares system, relative to the mean squared
             residual in the history (so it means the same near convergence as far from it).
     """
-    if memory < 1:
-        raise SolverSettingsError(f"anderson: memory must be >= 1, got {memory}")
-    if not 0.0 < mixing <= 1.0:
-        raise SolverSettingsError(f"anderson: mixing must be in (0, 1], got {mixing}")
-    if lam < 0:
-        raise SolverSettingsError(f"anderson: lam must be >= 0, got {lam}")
+    check_int("memory", memory, label="anderson: memory", error=SolverSettingsError)
+    check_real(
+        "mixing",
+        mixing,
+        exclusive_minimum=0,
+        maximum=1,
+        label="anderson: mixing",
+        error=SolverSettingsError,
+    )
+    check_real("lam", lam, minimum=0, label="anderson: lam", error=SolverSettingsError)
     like = z0
     progress = Progress(z0, max_iter, tol, stop_mode)
     x = flatten(z0)

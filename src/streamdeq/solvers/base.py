@@ -34,6 +34,14 @@ class SolverStatus(IntEnum):
     MAX_ITER = 1  # the iteration budget ran out (the normal end of a fixed-budget solve)
     DIVERGED = 2  # the residual became non-finite or exploded; the start point is returned
 
+    def __str__(self) -> str:
+        """The name as stats files write it ("max_iter"), not the bare code an IntEnum
+        prints; ``int(status)`` still gives the code."""
+        return self.name.lower()
+
+    def __format__(self, spec: str) -> str:  # f"{status}" reads like str(); "{:d}" the code
+        return str(self) if not spec else int(self).__format__(spec)
+
 
 @dataclass
 class SolverResult:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..validation import check_int
 from .base import (
     REL_EPS,
     FixedPointFn,
@@ -72,8 +73,7 @@ def broyden(
             ``memory`` pairs are kept across solves, and each costs 4 D multiply-adds per
             iteration: use a small ``memory`` with it. Efficient mode, fixed budget only.
     """
-    if memory < 1:
-        raise SolverSettingsError(f"broyden: memory must be >= 1, got {memory}")
+    check_int("memory", memory, label="broyden: memory", error=SolverSettingsError)
     if carry is not None and (parity or tol is not None):
         raise SolverSettingsError(
             "broyden: carry works with a fixed budget in the efficient mode (no tol, no parity)"

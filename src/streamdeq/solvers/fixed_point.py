@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..validation import check_real
 from .base import FixedPointFn, SolverResult, SolverSettingsError, State, residual_norms
 from .progress import Progress
 
@@ -29,8 +30,14 @@ def fixed_point(
     Each iteration evaluates f at the current iterate z_k (its residual goes to the trace) and
     moves to z_{k+1}; with a fixed budget the answer is z_M, whose own residual is not evaluated.
     """
-    if not 0.0 < damping <= 1.0:
-        raise SolverSettingsError(f"fixed_point: damping must be in (0, 1], got {damping}")
+    check_real(
+        "damping",
+        damping,
+        exclusive_minimum=0,
+        maximum=1,
+        label="fixed_point: damping",
+        error=SolverSettingsError,
+    )
     progress = Progress(z0, max_iter, tol, stop_mode)
     z = list(z0)
     scratch = [torch.empty_like(t) for t in z]  # f(z) - z, reused every iteration

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..errors import SettingsError
+from ..validation import check_int, check_real
 
 
 @dataclass(frozen=True)
@@ -103,14 +104,11 @@ class BudgetSettings:
     min_iters: int = 1
 
     def __post_init__(self) -> None:
-        if not (_is_real(self.smoothing) and 0.0 < self.smoothing <= 1.0):
-            raise SettingsError(f"budget smoothing must be in (0, 1], got {self.smoothing!r}")
-        if not (_is_real(self.payback) and 0.0 <= self.payback < 1.0):
-            raise SettingsError(f"budget payback must be in [0, 1), got {self.payback!r}")
-        if isinstance(self.min_iters, bool) or not isinstance(self.min_iters, int):
-            raise SettingsError(f"budget min_iters must be an integer, got {self.min_iters!r}")
-        if self.min_iters < 1:
-            raise SettingsError(f"budget min_iters must be >= 1, got {self.min_iters}")
+        check_real(
+            "smoothing", self.smoothing, exclusive_minimum=0, maximum=1, label="budget smoothing"
+        )
+        check_real("payback", self.payback, minimum=0, exclusive_maximum=1, label="budget payback")
+        check_int("min_iters", self.min_iters, label="budget min_iters")
 
 
 class TimeBudget:
@@ -128,8 +126,7 @@ class TimeBudget:
     """
 
     def __init__(self, budget_ms: float, max_iters: int, settings: BudgetSettings | None = None):
-        if not (_is_real(budget_ms) and math.isfinite(budget_ms) and budget_ms > 0):
-            raise SettingsError(f"budget_ms must be a finite number > 0, got {budget_ms!r}")
+        check_real("budget_ms", budget_ms, exclusive_minimum=0)
         self.settings = settings or BudgetSettings()
         if max_iters < self.settings.min_iters:
             raise SettingsError(
@@ -177,7 +174,3 @@ class TimeBudget:
 
 def _ewma(old: float | None, new: float, weight: float) -> float:
     return new if old is None else (1.0 - weight) * old + weight * new
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -49,7 +49,7 @@ class StreamDEQ:
             ``time.perf_counter``).
 
     The other keywords are the fields of :class:`StreamSettings` (``solver``, ``tol``,
-    ``budget_ms``, ``max_iter_cap``, ``full_iters``, ``solver_options``, ``measure_after``,
+    ``budget_ms``, ``max_iter_cap``, ``f_thres``, ``solver_options``, ``measure_after``,
     ``diverge_residual``, ``shots``, ``preprocess``, ``budget``), plus ``shot_policy``
     ("keep", "reset", "boost") as a shortcut. Unknown or conflicting settings raise
     :class:`~streamdeq.errors.SettingsError`.
@@ -65,7 +65,7 @@ class StreamDEQ:
         tol: float | None = None,
         budget_ms: float | None = None,
         max_iter_cap: int | None = None,
-        full_iters: int | None = None,
+        f_thres: int | None = None,
         solver_options: Mapping[str, Any] | None = None,
         measure_after: bool | None = None,
         diverge_residual: float | None = None,
@@ -78,14 +78,27 @@ class StreamDEQ:
         clock: Clock | None = None,
         **unknown: Any,
     ) -> None:
-        # every keyword above but the runtime ones is a StreamSettings field (or shot_policy);
+        # each keyword by name, so a setting can be followed from here to where it is used;
         # None means "not given", so ``settings`` (or the defaults) keeps its value
-        given = {
-            name: value
-            for name, value in locals().items()
-            if name not in ("self", "model", "settings", "device", "clock", "unknown")
-            and value is not None
+        options = {
+            "iters": iters,
+            "mode": mode,
+            "solver": solver,
+            "tol": tol,
+            "budget_ms": budget_ms,
+            "max_iter_cap": max_iter_cap,
+            "f_thres": f_thres,
+            "solver_options": solver_options,
+            "measure_after": measure_after,
+            "diverge_residual": diverge_residual,
+            "shot_policy": shot_policy,
+            "shots": shots,
+            "preprocess": preprocess,
+            "budget": budget,
         }
+        given = {name: value for name, value in options.items() if value is not None}
+        # ``unknown`` goes on so that from_options names the closest setting for a typo (and
+        # still takes a deprecated name, with its warning)
         self.settings = StreamSettings.from_options(settings, **given, **unknown)
         self.runtime = Runtime.create(model, device, clock)
         self.model = model

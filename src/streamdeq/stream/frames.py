@@ -3,20 +3,25 @@
 Preprocessing, in this order:
 
 1. to a (1, 3, H, W) float tensor in [0, 1] on the stream's device (uint8 is divided by 255; float
-   input is taken to be in [0, 1] already), RGB channel order;
-2. normalised per channel, ``(x - mean) / std`` (ImageNet statistics by default, as the official
+   input must be in [0, 1] already: one whose maximum is far above 1 is refused as a [0, 255]
+   image), RGB channel order;
+2. resized, if ``resize`` is set, to fit its size with the aspect ratio kept (bilinear);
+3. normalised per channel, ``(x - mean) / std`` (ImageNet statistics by default, as the official
    MDEQ Cityscapes code uses);
-3. padded at the bottom and right to the next multiple of ``model.input_multiple`` (with zeros by
+4. padded at the bottom and right to the next multiple of ``model.input_multiple`` (with zeros by
    default, i.e. with the mean colour after normalisation).
 
-The head's output is then cropped back to the frame (see :func:`crop_output`), so padding never
-shows in the results.
+The head's output is then cropped back to the frame (see :func:`crop_output`, or the model's own
+``crop_output``), so padding never shows in the results, and a resized frame's coordinates are
+mapped back to the frame's own pixels (:func:`output_to_frame`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,10 +29,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import SettingsError, StreamDEQError
+from ..validation import check_choice, is_real
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PAD_MODES = ("constant", "replicate", "reflect")
+#: A float frame above this is taken for a [0, 255] image (far above 1, so rounding and
+#: slightly out-of-range [0, 1] data pass).
+FLOAT_FRAME_MAX = 2.0
 
 
 class FrameError(StreamDEQError, ValueError):
@@ -40,27 +49,35 @@ class PreprocessSettings:
 
     Attributes:
         mean, std: per-channel (RGB) normalisation applied to [0, 1] values. Use mean (0, 0, 0)
-            and std (1, 1, 1) for float frames that are already normalised.
+            and std (1, 1, 1) for float frames that are already normalised (their range is
+            then not checked).
         pad_mode: how frames are padded to ``model.input_multiple``: "constant" (zeros after
             normalisation), "replicate" or "reflect".
+        resize: the size frames are scaled to before padding: (H, W) scales each frame to
+            FIT inside H x W with its aspect ratio kept (never stretched; one side may end
+            up shorter), a single int is the length of the short side; None keeps the frame's
+            size. Why: weights trained at one resolution see objects at the scale they were
+            trained on, and a 4K stream costs what its inference size costs. Outputs still
+            come back in the frame's own pixels (see :func:`output_to_frame`).
     """
 
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     pad_mode: str = "constant"
+    resize: tuple[int, int] | int | None = None
 
     def __post_init__(self) -> None:
         for name in ("mean", "std"):
             value = getattr(self, name)
-            if len(value) != 3 or not all(_is_real(v) and math.isfinite(v) for v in value):
-                raise SettingsError(f"preprocess {name} must be 3 finite numbers, got {value!r}")
+            if len(value) != 3 or not all(is_real(v) and math.isfinite(v) for v in value):
+                raise SettingsError(
+                    f"preprocess {name} must be 3 finite numbers, got {value!r}", field=name
+                )
             object.__setattr__(self, name, tuple(float(v) for v in value))
         if not all(s > 0 for s in self.std):
-            raise SettingsError(f"preprocess std must be > 0, got {self.std!r}")
-        if self.pad_mode not in PAD_MODES:
-            raise SettingsError(
-                f"pad_mode must be one of {', '.join(PAD_MODES)}, got {self.pad_mode!r}"
-            )
+            raise SettingsError(f"preprocess std must be > 0, got {self.std!r}", field="std")
+        check_choice("pad_mode", self.pad_mode, PAD_MODES)
+        object.__setattr__(self, "resize", _checked_resize(self.resize))
 
 
 @dataclass
@@ -69,27 +86,44 @@ class FrameInput:
 
     Attributes:
         x: (1, 3, Hp, Wp) normalised and padded input.
-        unit: (1, 3, H, W) the frame in [0, 1] before normalisation (for shot detection).
-        size: (H, W) of the frame as it arrived.
+        unit: (1, 3, H, W) the frame in [0, 1] before normalisation (for shot detection), after
+            any resize.
+        size: (H, W) the model sees before padding: the frame's size, or its resized size.
+        source_size: (H, W) of the frame as it arrived (None: ``size``, no resize).
     """
 
     x: Tensor
     unit: Tensor
     size: tuple[int, int]
+    source_size: tuple[int, int] | None = None
 
     @property
     def padded_size(self) -> tuple[int, int]:
         return (self.x.shape[-2], self.x.shape[-1])
 
+    @property
+    def scale(self) -> tuple[float, float]:
+        """(sy, sx): source pixels per model pixel, vertically and horizontally ((1.0, 1.0)
+        without a resize). Per axis, since a fitted size rounds each side on its own."""
+        if self.source_size is None:
+            return (1.0, 1.0)
+        return (self.source_size[0] / self.size[0], self.source_size[1] / self.size[1])
 
-def to_unit_tensor(frame: object, device: torch.device, dtype: torch.dtype) -> Tensor:
+
+def to_unit_tensor(
+    frame: object, device: torch.device, dtype: torch.dtype, *, unit_range: bool = True
+) -> Tensor:
     """(1, 3, H, W) values in [0, 1] of an (H, W, 3) uint8/float array or tensor, or a
-    (3, H, W) / (1, 3, H, W) float tensor."""
+    (3, H, W) / (1, 3, H, W) float tensor.
+
+    ``unit_range``: reject a float frame whose maximum is above ``FLOAT_FRAME_MAX`` (a
+    [0, 255] image passed as float would otherwise stream as a white-out, without an error);
+    off for frames that are already normalised."""
     if isinstance(frame, np.ndarray):
         if frame.ndim != 3 or frame.shape[2] != 3:
             raise FrameError(f"a numpy frame must be (H, W, 3), got shape {frame.shape}")
         frame = torch.from_numpy(np.ascontiguousarray(frame))
-        return _scale(frame.permute(2, 0, 1).unsqueeze(0), device, dtype)
+        return _scale(frame.permute(2, 0, 1).unsqueeze(0), device, dtype, unit_range)
     if not isinstance(frame, Tensor):
         raise FrameError(
             f"a frame must be a numpy array or a torch tensor, got {type(frame).__name__}"
@@ -97,24 +131,39 @@ def to_unit_tensor(frame: object, device: torch.device, dtype: torch.dtype) -> T
     if frame.dtype == torch.uint8:
         if frame.dim() != 3 or frame.shape[2] != 3:
             raise FrameError(f"a uint8 tensor frame must be (H, W, 3), got {tuple(frame.shape)}")
-        return _scale(frame.permute(2, 0, 1).unsqueeze(0), device, dtype)
+        return _scale(frame.permute(2, 0, 1).unsqueeze(0), device, dtype, unit_range)
     if frame.dim() == 3:
         frame = frame.unsqueeze(0)
     if frame.dim() != 4 or frame.shape[:2] != (1, 3):
         raise FrameError(
             f"a float tensor frame must be (3, H, W) or (1, 3, H, W), got {tuple(frame.shape)}"
         )
-    return _scale(frame, device, dtype)
+    return _scale(frame, device, dtype, unit_range)
 
 
-def _scale(chw: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
+def _scale(chw: Tensor, device: torch.device, dtype: torch.dtype, unit_range: bool) -> Tensor:
     if chw.shape[-2] < 1 or chw.shape[-1] < 1:
         raise FrameError(f"a frame must have at least one pixel, got {tuple(chw.shape)}")
     if chw.dtype == torch.uint8:
         return chw.to(device=device).to(dtype) / 255.0
     if not chw.is_floating_point():
         raise FrameError(f"frames must be uint8 or floating point, got {chw.dtype}")
+    if unit_range:
+        _check_unit_range(chw)
     return chw.to(device=device, dtype=dtype)
+
+
+def _check_unit_range(chw: Tensor) -> None:
+    # one reduction on the frame where it arrived, before it moves: a numpy or CPU frame costs
+    # no device synchronisation; a frame already on a GPU costs one, at the start of a step
+    # (when the stream has no work of its own queued). NaN/Inf pass: a non-finite frame is the
+    # divergence handling's to report, frame by frame, not an error that ends the stream.
+    peak = float(chw.amax())
+    if math.isfinite(peak) and peak > FLOAT_FRAME_MAX:
+        raise FrameError(
+            f"a float frame must hold values in [0, 1], but its maximum is {peak:g}; pass "
+            "[0, 255] images as uint8, or divide them by 255"
+        )
 
 
 def prepare_frame(
@@ -125,9 +174,13 @@ def prepare_frame(
     dtype: torch.dtype,
 ) -> FrameInput:
     """Convert, normalise and pad one frame (see the module docstring)."""
-    unit = to_unit_tensor(frame, device, dtype)
+    normalised = settings.mean == (0.0, 0.0, 0.0) and settings.std == (1.0, 1.0, 1.0)
+    unit = to_unit_tensor(frame, device, dtype, unit_range=not normalised)
     mean = torch.tensor(settings.mean, device=device, dtype=dtype).view(1, 3, 1, 1)
     std = torch.tensor(settings.std, device=device, dtype=dtype).view(1, 3, 1, 1)
+    source_size = (unit.shape[-2], unit.shape[-1])
+    if settings.resize is not None:
+        unit = _resized(unit, fitted_size(source_size, settings.resize))
     x = (unit - mean) / std
     height, width = unit.shape[-2:]
     pad_h = -height % multiple
@@ -139,20 +192,64 @@ def prepare_frame(
                 f"{multiple}; use pad_mode='replicate' or 'constant'"
             )
         x = F.pad(x, (0, pad_w, 0, pad_h), mode=settings.pad_mode)
-    return FrameInput(x=x, unit=unit, size=(height, width))
+    resized = source_size != (height, width)
+    return FrameInput(
+        x=x, unit=unit, size=(height, width), source_size=source_size if resized else None
+    )
 
 
-def crop_output(output: Tensor, size: tuple[int, int], padded_size: tuple[int, int]) -> Tensor:
-    """Remove the padding from a (B, C, h, w) output computed on a padded frame.
+def fitted_size(size: tuple[int, int], resize: tuple[int, int] | int) -> tuple[int, int]:
+    """(H, W) of a ``size`` frame scaled to fit inside ``resize`` (H, W), or with its short side
+    ``resize`` (an int), aspect ratio kept; the other side is rounded down (so it fits), at
+    least 1. Integer arithmetic: the limiting side is exact, never off by one from floats."""
+    height, width = size
+    if isinstance(resize, int):
+        if height <= width:
+            return resize, max(1, width * resize // height)
+        return max(1, height * resize // width), resize
+    box_h, box_w = resize
+    if box_h * width <= box_w * height:  # the height limits: box_h / height <= box_w / width
+        return box_h, max(1, width * box_h // height)
+    return max(1, height * box_w // width), box_w
+
+
+def _resized(unit: Tensor, size: tuple[int, int]) -> Tensor:
+    if tuple(unit.shape[-2:]) == tuple(size):
+        return unit
+    shrink = size[0] < unit.shape[-2] or size[1] < unit.shape[-1]
+    # antialiasing when shrinking: plain bilinear would alias fine textures into noise
+    return F.interpolate(unit, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def _checked_resize(resize: object) -> tuple[int, int] | int | None:
+    """``resize`` as None, an int or an (H, W) tuple of ints, each >= 1."""
+    if resize is None:
+        return None
+    if _is_size(resize):
+        return resize
+    if isinstance(resize, tuple | list) and len(resize) == 2 and all(map(_is_size, resize)):
+        return (resize[0], resize[1])
+    raise SettingsError(
+        "resize must be an integer >= 1 (the short side), a (height, width) pair of integers "
+        f">= 1, or None, got {resize!r}",
+        field="resize",
+    )
+
+
+def _is_size(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def crop_output(output: Any, size: tuple[int, int], padded_size: tuple[int, int]) -> Any:
+    """Remove the padding from a dense (B, C, h, w) output computed on a padded frame.
 
     The output may be at a lower resolution than the input (MDEQ segmentation logits are at 1/4):
     it keeps the top-left ``ceil(H * h / Hp) x ceil(W * w / Wp)`` part, the pixels that see the
-    frame. Detections (a list of per-image dicts with ``boxes`` (N, 4) x1 y1 x2 y2) get their
-    boxes clipped to the frame, dropping those left without area. Other outputs (class scores)
-    are returned unchanged.
+    frame. Other outputs (class scores, per-image lists) are returned unchanged. This is the
+    default of the engine; a model whose output is not dense provides its own
+    ``crop_output(output, size, padded_size)`` (the detector clips its boxes), so the engine
+    never needs to know what a task's output looks like.
     """
-    if isinstance(output, list) and tuple(size) != tuple(padded_size):
-        return [_clip_detections(d, size) if isinstance(d, dict) else d for d in output]
     if not isinstance(output, Tensor) or output.dim() != 4 or tuple(size) == tuple(padded_size):
         return output
     out_h, out_w = output.shape[-2:]
@@ -161,19 +258,30 @@ def crop_output(output: Tensor, size: tuple[int, int], padded_size: tuple[int, i
     return output[..., :keep_h, :keep_w]
 
 
-def _clip_detections(detections: dict, size: tuple[int, int]) -> dict:
-    boxes = detections.get("boxes")
-    if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4:
-        return detections
-    height, width = size
-    limit = boxes.new_tensor([width, height, width, height])
-    clipped = torch.minimum(boxes, limit)
-    keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
-    per_box = {
-        k: v[keep] for k, v in detections.items() if isinstance(v, Tensor) and len(v) == len(boxes)
-    }
-    return {**detections, **per_box, "boxes": clipped[keep]}
+def output_cropper(model: object) -> Callable[[Any, tuple[int, int], tuple[int, int]], Any]:
+    """The model's own ``crop_output`` when it has one, else :func:`crop_output`."""
+    own = getattr(model, "crop_output", None)
+    return own if callable(own) else crop_output
 
 
-def _is_real(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def output_to_frame(model: object) -> Callable[[Any, FrameInput], Any]:
+    """``(output, inp) -> output`` for the frame as it arrived: padding cropped (see
+    :func:`output_cropper`), then, for a resized frame, the model's own
+    ``rescale_output(output, scale)`` with ``scale = inp.scale`` (source pixels per model pixel,
+    (sy, sx)) when it has one.
+
+    Why a hook, and none for dense outputs: only the model knows where its output holds
+    coordinates (the detector scales its boxes), so the engine stays task-free; dense outputs
+    (logits) stay at model resolution, which is cheaper than upsampling every frame and is
+    what the renderers expect anyway (they already upsample low-resolution logits to the
+    frame)."""
+    crop = output_cropper(model)
+    rescale = getattr(model, "rescale_output", None)
+
+    def to_frame(output: Any, inp: FrameInput) -> Any:
+        output = crop(output, inp.size, inp.padded_size)
+        if inp.source_size is not None and callable(rescale):
+            output = rescale(output, inp.scale)
+        return output
+
+    return to_frame

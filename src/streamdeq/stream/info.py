@@ -32,10 +32,14 @@ class FrameInfo:
             before a reset, the reference scheme's full solve, ``measure_after``).
         residual_before: relative residual ||f(z0) - z0|| / ||f(z0)|| of the frame's start point
             (the warm start's; 1.0 for a start from zeros).
-        residual_after: relative residual of the last iterate the solver evaluated. With a fixed
-            budget the efficient Broyden and fixed-point solvers return one step beyond it (M
-            iterations, M evaluations), so this is the residual of iterate M-1; set
-            ``measure_after=True`` for the residual of the returned state itself.
+        residual_after: relative residual of the last iterate the solver evaluated, which is
+            not the state it returns: with a fixed budget the fixed-point, Anderson and
+            efficient Broyden solvers spend their M evaluations of f on iterates 0 ... M-1 and
+            return iterate M, whose residual would cost one more evaluation. So this is the
+            residual of iterate M-1, and **at M = 1 it is the start point's, equal to
+            residual_before**. Set ``measure_after=True`` for the residual of the returned
+            state itself (one more evaluation of f a frame: at M = 1 twice the solver's cost);
+            Broyden with ``parity=True`` evaluates f M + 1 times, so there it is iterate M's.
         latency_ms: wall time of the step, frame in to output out (in a batch: the batch step).
         solve_ms: the part of it spent in the solver.
         status: the solver's verdict on the output solve (CONVERGED, MAX_ITER, DIVERGED).
@@ -62,7 +66,9 @@ class FrameInfo:
     shot_score: float
 
     def as_row(self) -> dict[str, object]:
-        """A flat dict of plain values (strings for the enums), for CSV or JSON lines."""
+        """A flat dict of plain values (strings for the enums), for CSV or JSON lines: the
+        columns of a stats file, one per attribute above, with their meanings (note
+        ``residual_after`` at M = 1)."""
         row = asdict(self)
         row["status"] = self.status.name.lower()
         row["reset"] = "" if self.reset is None else self.reset.value

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import SettingsError
+from ..validation import check_choice, check_int, check_real
 
 POLICIES = ("keep", "reset", "boost")
 SIGNALS = ("both", "residual", "frame", "off")
@@ -69,21 +69,17 @@ class ShotSettings:
     thumb_size: int = 16
 
     def __post_init__(self) -> None:
-        if self.policy not in POLICIES:
-            raise SettingsError(
-                f"shot policy must be one of {', '.join(POLICIES)}, got {self.policy!r}"
-            )
-        if self.detect not in SIGNALS:
-            raise SettingsError(
-                f"shot detect must be one of {', '.join(SIGNALS)}, got {self.detect!r}"
-            )
-        _check_real("min_ratio", self.min_ratio, low=1.0, low_open=True)
-        _check_real("sigmas", self.sigmas, low=0.0)
-        _check_real("smoothing", self.smoothing, low=0.0, low_open=True, high=1.0)
-        _check_int("warmup", self.warmup, low=1)
-        _check_int("boost_iters", self.boost_iters, low=1)
-        _check_int("boost_frames", self.boost_frames, low=0)
-        _check_int("thumb_size", self.thumb_size, low=1)
+        check_choice("policy", self.policy, POLICIES, label="shot policy")
+        check_choice("detect", self.detect, SIGNALS, label="shot detect")
+        check_real("min_ratio", self.min_ratio, exclusive_minimum=1, label="shot min_ratio")
+        check_real("sigmas", self.sigmas, minimum=0, label="shot sigmas")
+        check_real(
+            "smoothing", self.smoothing, exclusive_minimum=0, maximum=1, label="shot smoothing"
+        )
+        check_int("warmup", self.warmup, label="shot warmup")
+        check_int("boost_iters", self.boost_iters, label="shot boost_iters")
+        check_int("boost_frames", self.boost_frames, minimum=0, label="shot boost_frames")
+        check_int("thumb_size", self.thumb_size, label="shot thumb_size")
 
 
 @dataclass(frozen=True)
@@ -199,16 +195,3 @@ class ShotDetector:
         self.frame_level.clear()
         self.prev_thumb = None
         self._thumb = None
-
-
-def _check_real(name, value, low, low_open=False, high=None) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low) and (high is None or value <= high)
-    if not ok:
-        bound = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high else "")
-        raise SettingsError(f"shot {name} must be a number {bound}, got {value!r}")
-
-
-def _check_int(name: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise SettingsError(f"shot {name} must be an integer >= {low}, got {value!r}")

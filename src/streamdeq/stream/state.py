@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ..solvers import SolverStatus
 from .budget import FrameTiming, IterationPlan
-from .frames import FrameInput, crop_output
+from .frames import FrameInput, output_to_frame
 from .info import FrameInfo, ResetReason, StepResult
 from .jobs import SolveJob
 from .protocol import StreamableModel
@@ -70,8 +70,12 @@ class StreamState:
 
     def __init__(self, model: StreamableModel, settings: StreamSettings) -> None:
         self.settings = settings
+        self.preprocess = settings.preprocess_for(model)  # once: it holds for the stream's life
+        # padding cropped, coordinates back to the frame's pixels: the model's own hooks for
+        # non-dense outputs (boxes), so the engine never needs to know what an output holds
+        self._to_frame = output_to_frame(model)
         needs_full = settings.mode != "stream"
-        self.full_iters = settings.full_iters_for(model) if needs_full else None
+        self.f_thres = settings.f_thres_for(model) if needs_full else None
         self.controller = settings.controller(model)
         self.detector = ShotDetector(settings.shots)
         self.z: list[Tensor] | None = None
@@ -106,7 +110,7 @@ class StreamState:
         frame_diff = self.detector.frame_difference(inp.unit)
         start = self.z
         if settings.mode == "baseline" or (settings.mode == "keyframe" and start is None):
-            start, plan = None, IterationPlan(self.full_iters)
+            start, plan = None, IterationPlan(self.f_thres)
         else:
             plan = self.controller.plan()
             if self.boost_left > 0:
@@ -129,7 +133,7 @@ class StreamState:
         )
         if settings.mode == "reference":
             frame.ref_job = self._job(
-                model.init_state(injection), injection, IterationPlan(self.full_iters)
+                model.init_state(injection), injection, IterationPlan(self.f_thres)
             )
             frame.jobs.append(frame.ref_job)
         self._frame = frame
@@ -177,9 +181,7 @@ class StreamState:
     def _apply_shot_policy(self, frame: _Frame, model: StreamableModel) -> list[SolveJob]:
         shots = self.settings.shots
         if shots.policy == "reset":
-            plan = (
-                IterationPlan(self.full_iters) if self.settings.mode == "keyframe" else frame.plan
-            )
+            plan = IterationPlan(self.f_thres) if self.settings.mode == "keyframe" else frame.plan
             job = self._job(model.init_state(frame.injection), frame.injection, plan)
             frame.reset = ResetReason.SHOT_CHANGE
             frame.iters_before = 0
@@ -259,7 +261,7 @@ class StreamState:
         )
         self.index += 1
         self._frame = None
-        output = crop_output(output, frame.inp.size, frame.inp.padded_size)
+        output = self._to_frame(output, frame.inp)
         return StepResult(output=output[0], info=info)
 
 

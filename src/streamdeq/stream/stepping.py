@@ -19,7 +19,13 @@ from .budget import TimeBudget
 from .frames import FrameInput, prepare_frame
 from .info import StepResult
 from .jobs import run_jobs, stack_rows
-from .protocol import StreamableModel, check_model, model_input_multiple
+from .protocol import (
+    StreamableModel,
+    check_eval_mode,
+    check_head_output,
+    check_model,
+    model_input_multiple,
+)
 from .state import StreamState
 
 Clock = Callable[[], float]
@@ -50,6 +56,7 @@ class Runtime:
         clock: Clock | None = None,
     ) -> Runtime:
         check_model(model)
+        check_eval_mode(model)
         param = _first_parameter(model)
         model_device = param.device if param is not None else torch.device("cpu")
         if device is None:
@@ -84,13 +91,14 @@ def step_streams(
 ) -> list[StepResult]:
     """Process one frame of each stream; ``states[i]`` gets ``frames[i]``."""
     model = runtime.model
+    check_eval_mode(model)  # again: model.train() may have been called since the stream began
     start = runtime.clock()
     timed = any(isinstance(state.controller, TimeBudget) for state in states)
     solve_sync = runtime.sync if timed else _no_sync
     with torch.no_grad():
         inputs = [
             prepare_frame(
-                frame, state.settings.preprocess, runtime.multiple, runtime.device, runtime.dtype
+                frame, state.preprocess, runtime.multiple, runtime.device, runtime.dtype
             )
             for state, frame in zip(states, frames, strict=True)
         ]
@@ -130,6 +138,7 @@ def _head(model: StreamableModel, states: list[list[Tensor]]) -> list[Tensor]:
     per_stream: list = [None] * len(states)
     for rows in _groups([tuple(tuple(t.shape) for t in z) for z in states]):
         output = model.head(stack_rows([states[i] for i in rows]))
+        check_head_output(output, len(rows))
         for k, i in enumerate(rows):
             per_stream[i] = output if len(rows) == 1 else output[k : k + 1]
     return per_stream

@@ -6,7 +6,7 @@
 
 - :mod:`.recipe`: the yaml recipe as frozen dataclasses (unknown keys rejected);
 - :mod:`.loop`: the loop (pretraining, equilibrium, Jacobian regulariser, checkpoints, logs);
-- :mod:`.tasks`: the task interface (segmentation built in; detection registers its own);
+- :mod:`.tasks`: the task interface (each task package registers its own, see streamdeq.tasks);
 - :mod:`.distributed`: process group, gradient averaging, global-batch BatchNorm.
 """
 
@@ -16,16 +16,23 @@ from .datasets import CachedDataset, list_datasets, register_dataset
 from .forward import DEQPlan, deq_forward, per_sample_jacobian_penalty
 from .loop import TrainingError, TrainResult, train
 from .recipe import Recipe, RecipeError, load_recipe
-from .tasks import SegmentationTask, Task, get_task, list_tasks, register_task
-from .tasks_detection import DetectionTask  # registers the task "detection"
+from .._deprecated import moved_attributes
+from .tasks import Task, get_task, list_tasks, register_task
+
+#: moved to the task packages; importable from here for one more release
+__getattr__ = moved_attributes(
+    __name__,
+    {
+        "SegmentationTask": "streamdeq.tasks.segmentation.training:SegmentationTask",
+        "DetectionTask": "streamdeq.tasks.detection.training:DetectionTask",
+    },
+)
 
 __all__ = [
     "CachedDataset",
     "DEQPlan",
-    "DetectionTask",
     "Recipe",
     "RecipeError",
-    "SegmentationTask",
     "Task",
     "TrainResult",
     "TrainingError",

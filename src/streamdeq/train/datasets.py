@@ -14,27 +14,27 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from ..plugins import load_plugins
+from ..registry import Registry
 from .recipe import RecipeError
 
 DatasetFactory = Callable[..., Dataset]
-_FACTORIES: dict[str, DatasetFactory] = {}
+DATASETS: Registry[DatasetFactory] = Registry("dataset", error=RecipeError, loader=load_plugins)
 
 
 def register_dataset(name: str, factory: DatasetFactory, *, overwrite: bool = False) -> None:
     """Make ``data.dataset: NAME`` usable in recipes; ``factory(split, **options)``."""
-    if name in _FACTORIES and not overwrite:
-        raise RecipeError(f"a dataset named {name!r} is already registered")
-    _FACTORIES[name] = factory
+    DATASETS.register(name, factory, overwrite=overwrite)
 
 
 def list_datasets() -> list[str]:
-    return sorted(_FACTORIES)
+    return DATASETS.names(sort=True)
 
 
 def build_dataset(name: str, split: str, options: Mapping[str, Any]) -> Dataset:
     """``factory(split, **options)`` for a registered name, or for ``"package.module:callable"``
     (a user's own dataset, importable in every process, without registering it)."""
-    factory = _FACTORIES.get(name) or _import_factory(name)
+    factory = DATASETS.get(name) if name in DATASETS else _import_factory(name)
     try:
         return factory(split, **dict(options))
     except TypeError as err:

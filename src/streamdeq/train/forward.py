@@ -76,7 +76,7 @@ def deq_forward(
         z0,
         args,
         forward_solver=plan.solver,
-        forward_max_iter=plan.f_thres,
+        f_thres=plan.f_thres,
         forward_tol=plan.forward_tol,
         forward_options={"stop_mode": "rel"} if plan.forward_tol is not None else None,
         backward=plan.backward,

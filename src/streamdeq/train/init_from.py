@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..models import CheckpointMismatchError, load_official_mdeq
+from ..models import CheckpointMismatchError
 from ..models.checkpoints import HEAD_PREFIX
+from ..models.resolve import resolve_model
 from .recipe import InitFrom
 
 
@@ -20,7 +21,7 @@ def load_backbone(model: nn.Module, source: InitFrom) -> list[str]:
     ``CheckpointError`` / ``ModelConfigError`` when the files cannot be read.
     """
     model = getattr(model, "backbone", model)  # a detector's MDEQ is its backbone
-    official = load_official_mdeq(source.official_yaml, source.state_dict)
+    official = resolve_model(checkpoint=source.state_dict, config=source.official_yaml).model
     provided = official.state_dict()
     own = model.state_dict()
     backbone = [k for k in own if not k.startswith(HEAD_PREFIX)]

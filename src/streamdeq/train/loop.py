@@ -43,7 +43,7 @@ from .forward import DEQPlan, deq_forward
 from .init_from import load_backbone
 from .recipe import Recipe, RecipeError, load_recipe
 from .schedule import build_scheduler
-from .tasks import Batch, Task, get_task
+from .tasks import Batch, Task, export_info, get_task
 
 METRICS_NAME = "metrics.jsonl"
 RECIPE_NAME = "recipe.yaml"
@@ -343,7 +343,7 @@ class _Run:
         if self.world.is_main:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")
-            self.task.export(self.model, str(tmp))
+            self.task.export(self.model, str(tmp), export_info(self.recipe, self.model))
             tmp.chmod(0o644)  # package data: readable by every user
             tmp.replace(path)
         barrier(self.world)

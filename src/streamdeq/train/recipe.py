@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from ..errors import SettingsError
+from ..validation import check_choice, check_int, check_real
 
 SECTIONS = ("model", "data", "optim", "schedule", "deq", "train", "output")
 OPTIMIZERS = ("sgd", "adamw")
@@ -297,14 +298,10 @@ def _validate(recipe: Recipe) -> None:
         raise RecipeError(msg)
 
     def positive_int(name: str, value: Any, minimum: int = 1) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            fail(f"{name} must be an integer >= {minimum}, got {value!r}")
+        check_int(name, value, minimum=minimum, error=RecipeError)
 
     def number(name: str, value: Any, low: float, high: float | None = None) -> None:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= low
-        if not ok or (high is not None and value > high):
-            bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
-            fail(f"{name} must be a number {bound}, got {value!r}")
+        check_real(name, value, minimum=low, maximum=high, error=RecipeError)
 
     data, optim, sched, deq, train = (
         recipe.data,
@@ -333,8 +330,7 @@ def _validate(recipe: Recipe) -> None:
     if aug.crop is None and aug.scale != (1.0, 1.0):
         fail("data.augment.scale needs data.augment.crop (rescaled samples must be cropped)")
     number("data.augment.color_jitter", aug.color_jitter, 0.0, 1.0)
-    if optim.name not in OPTIMIZERS:
-        fail(f"optim.name must be one of {', '.join(OPTIMIZERS)}, got {optim.name!r}")
+    check_choice("optim.name", optim.name, OPTIMIZERS, error=RecipeError)
     number("optim.lr", optim.lr, 0.0)
     number("optim.momentum", optim.momentum, 0.0, 1.0)
     number("optim.weight_decay", optim.weight_decay, 0.0)
@@ -362,7 +358,6 @@ def _validate(recipe: Recipe) -> None:
         positive_int("train.val_iters", train.val_iters)
     if train.val_max_batches is not None:
         positive_int("train.val_max_batches", train.val_max_batches)
-    if isinstance(train.seed, bool) or not isinstance(train.seed, int):
-        fail(f"train.seed must be an integer, got {train.seed!r}")
+    check_int("train.seed", train.seed, minimum=None, error=RecipeError)
     if not (train.device == "cpu" or str(train.device).startswith("cuda")):
         fail(f"train.device must be cpu, cuda or cuda:N, got {train.device!r}")

@@ -2,7 +2,7 @@
 
 The trainer owns everything a DEQ needs (pretraining vs. equilibrium, solvers, the Jacobian
 regulariser, optimisation, processes); a task only knows its data and its outputs. Detection
-registers its own :class:`Task` with :func:`register_task` and trains with the same loop.
+package (:mod:`streamdeq.tasks`) registers its :class:`Task` with :func:`register_task` and trains with the same loop.
 
 A task's model must be streamable (``inject``, ``init_state``, ``f``, ``head``, ``config`` with
 the MDEQ fields ``f_thres``, ``b_thres``, ``num_layers``, ``pretrain_steps``, ``dropout``,
@@ -15,11 +15,17 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data.labels import IGNORE_INDEX
-from .augment import augment_segmentation, to_unit_float
+from ..data.labels import CITYSCAPES_CLASSES
+from ..models.pretrained import (
+    FORMAT_VERSION,
+    GENERATED_SCENES,
+    PretrainedInfo,
+    derive_pretrained_info,
+)
+from ..plugins import load_plugins
+from ..registry import Registry
 from .recipe import ModelSection, Recipe, RecipeError
 
 Batch = dict[str, Any]
@@ -58,34 +64,58 @@ class Task:
         combine the processes' results itself (e.g. summing confusion matrices)."""
         raise NotImplementedError
 
-    def export(self, model: nn.Module, path: str) -> None:
-        """Write the trained weights (default: streamdeq safetensors with the config)."""
+    def export(self, model: nn.Module, path: str, info: PretrainedInfo | None = None) -> None:
+        """Write the trained weights (default: streamdeq safetensors with the config and
+        ``info``, the input contract the trainer recorded: :func:`export_info`)."""
         from ..models import save_safetensors
 
-        save_safetensors(model, path)
+        save_safetensors(model, path, info=info)
 
 
-_TASKS: dict[str, Callable[[], Task]] = {}
+#: What ``trained_on`` says for weights trained on a registered dataset (others: its name).
+DATASET_DESCRIPTIONS = {"synthetic": GENERATED_SCENES, "cityscapes": "cityscapes"}
+
+
+def export_info(recipe: Recipe, model: nn.Module) -> PretrainedInfo | None:
+    """The input contract of weights trained by ``recipe``: the normalisation the trainer
+    applied (``data.mean`` / ``data.std``), the data they saw and the N they were validated
+    with, so inference feeds them as they were trained."""
+    derived = derive_pretrained_info(model)
+    if derived is None:
+        return None
+    dataset = recipe.data.dataset
+    class_names = derived.class_names
+    if not class_names and derived.task == "segmentation" and dataset in DATASET_DESCRIPTIONS:
+        class_names = CITYSCAPES_CLASSES  # both datasets label with the Cityscapes train ids
+    return derived.with_overrides(
+        mean=recipe.data.mean,
+        std=recipe.data.std,
+        class_names=class_names,
+        f_thres=recipe.train.val_iters or derived.f_thres,
+        trained_on=DATASET_DESCRIPTIONS.get(dataset, dataset),
+        format_version=FORMAT_VERSION,
+    )
+
+
+TRAINING_TASKS: Registry[Callable[[], Task]] = Registry(
+    "training task", error=RecipeError, loader=load_plugins
+)
 
 
 def register_task(name: str, factory: Callable[[], Task], *, overwrite: bool = False) -> None:
-    """Make ``train.task: NAME`` usable in recipes."""
-    if name in _TASKS and not overwrite:
-        raise RecipeError(f"a task named {name!r} is already registered")
-    _TASKS[name] = factory
+    """Make ``train.task: NAME`` usable in recipes (a task package calls this for its task)."""
+    TRAINING_TASKS.register(name, factory, overwrite=overwrite)
 
 
 def list_tasks() -> list[str]:
-    return sorted(_TASKS)
+    return TRAINING_TASKS.names(sort=True)
 
 
 def get_task(name: str) -> Task:
-    try:
-        return _TASKS[name]()
-    except KeyError:
-        raise RecipeError(
-            f"unknown task {name!r} in train.task; known: {', '.join(list_tasks())}"
-        ) from None
+    """A fresh training task for ``train.task: NAME``."""
+    if name not in TRAINING_TASKS:
+        raise RecipeError(f"{TRAINING_TASKS.unknown_message(name)} in train.task")
+    return TRAINING_TASKS.get(name)()
 
 
 def build_mdeq(section: ModelSection, *, task: str, needs: str) -> nn.Module:
@@ -102,70 +132,6 @@ def build_mdeq(section: ModelSection, *, task: str, needs: str) -> nn.Module:
     return model
 
 
-class SegmentationTask(Task):
-    """Per-pixel classification into ``config.num_classes`` classes, IGNORE_INDEX ignored.
-
-    Loss: cross-entropy over the labelled pixels of each sample, averaged over samples (logits
-    (B, K, H/4, W/4) bilinearly upsampled to the label size first, as the official trainer).
-    Validation: mIoU from a confusion matrix of the fully solved model, and the relative
-    residual ||f(z) - z|| / ||f(z)|| of the returned state.
-    """
-
-    name = "segmentation"
-
-    def build_model(self, section: ModelSection) -> nn.Module:
-        return build_mdeq(
-            section, task=self.name, needs="task: segmentation (set it in model.overrides)"
-        )
-
-    def prepare(self, item: dict[str, Tensor], recipe: Recipe, rng: torch.Generator | None) -> dict:
-        image = to_unit_float(item["image"])
-        label = item["label"].long()
-        if rng is not None:
-            image, label = augment_segmentation(image, label, recipe.data.augment, rng)
-        return {"image": image, "label": label}
-
-    def collate(self, samples: Sequence[dict]) -> Batch:
-        shapes = {tuple(s["image"].shape) for s in samples}
-        if len(shapes) > 1:
-            raise RecipeError(
-                f"samples of different sizes {sorted(shapes)} cannot form a batch; set "
-                "data.augment.crop to a fixed size"
-            )
-        return {
-            "image": torch.stack([s["image"] for s in samples]),
-            "label": torch.stack([s["label"] for s in samples]),
-        }
-
-    def loss(self, output: Tensor, batch: Batch) -> tuple[Tensor, dict[str, float]]:
-        label = batch["label"]
-        logits = _resize_logits(output, label.shape[-2:])
-        pixel_loss = F.cross_entropy(logits, label, ignore_index=IGNORE_INDEX, reduction="none")
-        labelled = (label != IGNORE_INDEX).sum(dim=(1, 2)).clamp(min=1)
-        loss = (pixel_loss.sum(dim=(1, 2)) / labelled).mean()
-        return loss, {"ce": loss.item()}
-
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module, batches: Iterable[Batch], iters: int) -> dict[str, Any]:
-        from ..eval.segmentation import ConfusionMatrix
-
-        matrix = ConfusionMatrix(num_classes=model.config.num_classes, ignore_index=IGNORE_INDEX)
-        residuals = []
-        for batch in batches:
-            z, _ = model.solve(batch["image"], max_iter=iters)
-            logits = _resize_logits(model.head(z), batch["label"].shape[-2:])
-            matrix.update(logits.argmax(1).cpu(), batch["label"].cpu())
-            residuals.append(relative_residual(model, model.inject(batch["image"]), z).cpu())
-        matrix.all_reduce()
-        metrics: dict[str, Any] = {
-            "miou": float(matrix.miou()),
-            "pixel_acc": float(matrix.pixel_accuracy()),
-        }
-        if residuals:
-            metrics["val_rel_residual"] = float(torch.cat(residuals).mean())
-        return metrics
-
-
 def relative_residual(model: nn.Module, injection: Sequence, z: Sequence[Tensor]) -> Tensor:
     """(B,) ||f(z) - z|| / ||f(z)|| of the state a solve returned, each sample over all its
     branches (the solver's trace stops at the last iterate it evaluated f at, which in
@@ -176,17 +142,8 @@ def relative_residual(model: nn.Module, injection: Sequence, z: Sequence[Tensor]
     return diff.sqrt() / (norm.sqrt() + 1e-8)
 
 
-def _resize_logits(logits: Tensor, size: Sequence[int]) -> Tensor:
-    if tuple(logits.shape[-2:]) == tuple(size):
-        return logits
-    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
-
-
-register_task("segmentation", SegmentationTask)
-
 __all__ = [
     "Batch",
-    "SegmentationTask",
     "Task",
     "get_task",
     "list_tasks",

@@ -110,3 +110,12 @@ def test_config_rejects_unknown_overrides():
 def test_config_round_trips_through_json():
     config = tiny_config()
     assert type(config).from_json(config.to_json()) == config
+
+
+def test_forward_with_info_returns_the_losses_with_the_jacobian_penalty(detector, batch):
+    images, targets = batch
+    found = detector.forward_with_info(images, targets, max_iter=3, jac_samples=1)
+    assert set(found.output) == set(LOSS_NAMES)
+    assert found.jac_loss.ndim == 0 and found.jac_loss.requires_grad
+    assert found.solver.nfev >= 3
+    assert len(found.z) == detector.config.backbone.num_branches

@@ -15,15 +15,20 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import Tensor, nn
 
-from ..mdeq import MDEQModel
-from .config import DetectorConfig
+from ..._deprecation import warn_deprecated
+from ...solvers import SolverResult
+from ..mdeq import ForwardResult, MDEQModel
 from .fpn import FeaturePyramid
 from .roi_heads import Detections, RoIHeads
 from .rpn import RegionProposalNetwork
+
+if TYPE_CHECKING:  # the config builds the model (config.build), not the reverse
+    from .config import DetectorConfig
 
 #: The losses a training forward returns.
 LOSS_NAMES = ("loss_objectness", "loss_rpn_box", "loss_classifier", "loss_box_reg")
@@ -58,11 +63,15 @@ class MDEQDetector(nn.Module):
 
     @property
     def last_jac_loss(self) -> Tensor | None:
-        return self.backbone.last_jac_loss
+        """Deprecated: use ``forward_with_info(x, targets).jac_loss``."""
+        warn_deprecated("MDEQDetector.last_jac_loss", "forward_with_info(x, targets).jac_loss")
+        return self.backbone._last_jac_loss
 
     @property
-    def last_solver_result(self):
-        return self.backbone.last_solver_result
+    def last_solver_result(self) -> SolverResult | None:
+        """Deprecated: use ``forward_with_info(x).solver``."""
+        warn_deprecated("MDEQDetector.last_solver_result", "forward_with_info(x).solver")
+        return self.backbone._last_solver_result
 
     def inject(self, x: Tensor) -> list[Tensor | None]:
         """The backbone's injection of a (B, 3, H, W) normalised batch (see MDEQModel.inject)."""
@@ -97,6 +106,23 @@ class MDEQDetector(nn.Module):
         stride = self.config.strides[0]
         return (z[0].shape[-2] * stride, z[0].shape[-1] * stride)
 
+    def crop_output(
+        self, detections: Detections, size: tuple[int, int], padded_size: tuple[int, int]
+    ) -> Detections:
+        """Detections on a frame padded to ``padded_size`` -> detections on the ``size`` (H, W)
+        frame: boxes clipped to it, those left without area dropped (with their scores and
+        labels). The stream engine calls this instead of its dense crop."""
+        if tuple(size) == tuple(padded_size):
+            return detections
+        return [_clip_to_frame(d, size) for d in detections]
+
+    def rescale_output(self, detections: Detections, scale: tuple[float, float]) -> Detections:
+        """Detections on a resized frame -> detections in the frame's own pixels: boxes
+        (x1 y1 x2 y2) times ``scale`` = (sy, sx), source pixels per model pixel. The stream
+        engine calls this after :meth:`crop_output` when it resized the frame."""
+        sy, sx = scale
+        return [_scaled_boxes(d, sx, sy) for d in detections]
+
     # ------------------------------------------------------------------ solving / training
 
     def solve(self, x: Tensor, z0: Sequence[Tensor] | None = None, **options: Any):
@@ -113,7 +139,24 @@ class MDEQDetector(nn.Module):
         train_step: int = -1,
         **deq_options: Any,
     ) -> dict[str, Tensor] | Detections:
-        """Losses (with ``targets``) or detections (without) of a (B, 3, H, W) batch.
+        """Losses (with ``targets``) or detections (without) of a (B, 3, H, W) batch; the
+        arguments are :meth:`forward_with_info`'s."""
+        return self.forward_with_info(
+            x, targets, max_iter, solver, tol, train_step, **deq_options
+        ).output
+
+    def forward_with_info(
+        self,
+        x: Tensor,
+        targets: Sequence[dict[str, Tensor]] | None = None,
+        max_iter: int | None = None,
+        solver: str = "broyden",
+        tol: float | None = None,
+        train_step: int = -1,
+        **deq_options: Any,
+    ) -> ForwardResult:
+        """The forward pass with the backbone's state, solver result and Jacobian penalty
+        (see :meth:`MDEQModel.forward_with_info`); ``output`` is what :meth:`forward` returns.
 
         Args:
             targets: per image a dict with ``boxes`` (N, 4) x1 y1 x2 y2 pixels and ``labels``
@@ -122,15 +165,15 @@ class MDEQDetector(nn.Module):
                 (``backward``, ``jac_samples``, solver options).
 
         Returns:
-            with targets, ``{name: scalar}`` for :data:`LOSS_NAMES` (the Jacobian penalty, if
-            asked for, is in ``last_jac_loss``); without, :meth:`head`'s detections.
+            a :class:`ForwardResult` whose ``output`` is, with targets, ``{name: scalar}`` for
+            :data:`LOSS_NAMES` (the Jacobian penalty, if asked for, is its ``jac_loss``);
+            without, :meth:`head`'s detections.
         """
-        z = self.backbone(
+        found = self.backbone.forward_with_info(
             x, max_iter=max_iter, solver=solver, tol=tol, train_step=train_step, **deq_options
         )
-        if targets is None:
-            return self.head(z)
-        return self.losses(z, targets)
+        output = self.head(found.z) if targets is None else self.losses(found.z, targets)
+        return dataclasses.replace(found, output=output)
 
     def losses(
         self, z: Sequence[Tensor], targets: Sequence[dict[str, Tensor]]
@@ -151,3 +194,19 @@ class MDEQDetector(nn.Module):
             self.roi_heads.class_indices(target["labels"].to(self.roi_heads.class_ids.device)) > 0
         )
         return {"boxes": target["boxes"][known], "labels": target["labels"][known]}
+
+
+def _clip_to_frame(detections: dict[str, Tensor], size: tuple[int, int]) -> dict[str, Tensor]:
+    boxes = detections["boxes"]
+    height, width = size
+    clipped = torch.minimum(boxes, boxes.new_tensor([width, height, width, height]))
+    keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    per_box = {
+        k: v[keep] for k, v in detections.items() if isinstance(v, Tensor) and len(v) == len(boxes)
+    }
+    return {**detections, **per_box, "boxes": clipped[keep]}
+
+
+def _scaled_boxes(detections: dict[str, Tensor], sx: float, sy: float) -> dict[str, Tensor]:
+    boxes = detections["boxes"]
+    return {**detections, "boxes": boxes * boxes.new_tensor([sx, sy, sx, sy])}

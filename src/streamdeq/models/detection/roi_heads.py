@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...ops import BoxCoder, batched_nms, clip_boxes, remove_small_boxes, roi_align
-from .config import DetectorConfig
 from .matching import match_boxes, sample_balanced
 from .rpn import SMOOTH_L1_BETA
+
+if TYPE_CHECKING:  # the config builds the model (config.build), not the reverse
+    from .config import DetectorConfig
 
 #: Detections thinner than this (pixels) are dropped.
 MIN_DETECTION_SIZE = 1e-2

@@ -4,14 +4,17 @@ their losses on sampled anchors, and the proposals (top-k per level, decode, cli
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...ops import BoxCoder, base_anchors, batched_nms, clip_boxes, grid_anchors, remove_small_boxes
-from .config import DetectorConfig
 from .matching import match_boxes, sample_balanced
+
+if TYPE_CHECKING:  # the config builds the model (config.build), not the reverse
+    from .config import DetectorConfig
 
 #: Smooth-L1 transition point of the box losses (the Faster R-CNN value).
 SMOOTH_L1_BETA = 1.0 / 9.0

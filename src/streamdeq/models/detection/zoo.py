@@ -1,99 +1,12 @@
-"""Named detector configurations, registered in the model zoo beside the MDEQs.
+"""Deprecated: the detector configurations are registered by the detection task
+(:mod:`streamdeq.tasks.detection.models`); this path works for one more release."""
 
-- ``mdeq-det-tiny-synthetic``: a small MDEQ detector for the generated street scenes (128 x 256
-  frames, the six thing classes that get boxes), trainable on a CPU; bundled weights when
-  ``weights/mdeq-det-tiny-synthetic.safetensors`` exists.
-- ``mdeq-det-xl-imagenet-vid``: the paper's detector (§4.2): MDEQ-XL (the ImageNet
-  classification model's equilibrium layer, N = 26) with Faster R-CNN + FPN, the 30 VID classes.
-"""
-
-from __future__ import annotations
-
-from ...data.imagenet_vid import VID_CLASS_NAMES
-from ...data.labels import CITYSCAPES_CLASSES
-from ..config import MDEQConfig
-from ..zoo import WEIGHTS_DIR, register_model
-from .config import DetectorConfig, RoIHeadSettings, RPNSettings
-
-#: Cityscapes train ids of the generated scenes' boxed things: person, rider, car, truck, bus,
-#: bicycle.
-SYNTHETIC_THING_IDS = (11, 12, 13, 14, 15, 18)
-
-TINY_SYNTHETIC_WEIGHTS = "mdeq-det-tiny-synthetic.safetensors"
-
-TINY_SYNTHETIC = DetectorConfig(
-    backbone=MDEQConfig(
-        task="segmentation",
-        num_branches=4,
-        num_channels=(8, 16, 32, 64),
-        num_blocks=(1, 1, 1, 1),
-        expansion=2,
-        num_groups=4,
-        dropout=0.0,
-        wnorm=True,
-        downsample_times=2,
-        f_thres=18,
-        b_thres=18,
-        num_layers=4,
-        pretrain_steps=450,
-        num_classes=1,
-        # the official dense-prediction momentum (0.01) leaves the stem's running statistics
-        # far from the batch statistics after a few hundred CPU steps, and an eval-mode
-        # detector then sees an almost input-independent injection; 0.1 converges in ~50 steps
-        bn_momentum=0.1,
-    ),
-    class_ids=SYNTHETIC_THING_IDS,
-    class_names=tuple(CITYSCAPES_CLASSES[i] for i in SYNTHETIC_THING_IDS),
-    fpn_channels=32,
-    # objects in 128 x 256 frames are 6 to ~100 pixels tall: anchors an octave apart from 8
-    rpn=RPNSettings(
-        anchor_sizes=(8.0, 16.0, 32.0, 64.0, 128.0),
-        aspect_ratios=(0.5, 1.0, 2.0, 4.0),
-        batch_per_image=128,
-        pre_nms_top_n_train=300,
-        post_nms_top_n_train=150,
-        pre_nms_top_n_test=300,
-        post_nms_top_n_test=150,
-    ),
-    roi=RoIHeadSettings(
-        canonical_scale=32.0,
-        canonical_level=3,
-        representation_size=128,
-        batch_per_image=64,
-        detections_per_image=50,
-    ),
-)
-
-XL_IMAGENET_VID = DetectorConfig(
-    backbone=MDEQConfig(
-        task="segmentation",
-        num_branches=4,
-        num_channels=(88, 176, 352, 704),
-        num_blocks=(1, 1, 1, 1),
-        expansion=6,
-        num_groups=8,
-        dropout=0.0,
-        wnorm=True,
-        downsample_times=2,
-        f_thres=26,
-        b_thres=26,
-        num_layers=4,
-        pretrain_steps=0,
-        num_classes=1,
-    ),
-    class_ids=tuple(range(len(VID_CLASS_NAMES))),
-    class_names=VID_CLASS_NAMES,
-    fpn_channels=256,
-)
-
-register_model(
-    "mdeq-det-tiny-synthetic",
+from ..._deprecated import warn_moved
+from ...tasks.detection.models import (  # noqa: F401
+    SYNTHETIC_THING_IDS,
     TINY_SYNTHETIC,
-    weights=TINY_SYNTHETIC_WEIGHTS if (WEIGHTS_DIR / TINY_SYNTHETIC_WEIGHTS).exists() else None,
-    description="Faster R-CNN + FPN on a tiny MDEQ, generated street scenes (6 thing classes)",
-)
-register_model(
-    "mdeq-det-xl-imagenet-vid",
+    TINY_SYNTHETIC_WEIGHTS,
     XL_IMAGENET_VID,
-    description="the paper's detector: Faster R-CNN + FPN on MDEQ-XL, ImageNet VID (30 classes)",
 )
+
+warn_moved("streamdeq.models.detection.zoo", "streamdeq.tasks.detection.models")

@@ -7,13 +7,13 @@ import pytest
 import torch
 from rich.console import Console
 
-from streamdeq.cli import main
+from streamdeq.app.cli import main
 from streamdeq.data import open_video
 from streamdeq.data.synthetic import SceneSettings
-from streamdeq.demo import DemoSettings, run_demo
+from streamdeq.app.demo import DemoSettings, run_demo
 from streamdeq.experiments import MissingWeightsError
 
-from .experiments.conftest import tiny_model
+from ..experiments.conftest import tiny_model
 
 SCENE = SceneSettings(height=64, width=128)
 

@@ -1,5 +1,5 @@
-"""Per-task renderers: segmentation drawn in the Cityscapes palette, and the registry that picks
-a renderer for a model."""
+"""Per-task renderers: segmentation drawn in the Cityscapes palette, and the task registry that
+picks a renderer for a model."""
 
 from __future__ import annotations
 
@@ -10,16 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from streamdeq import render
 from streamdeq.data import CITYSCAPES_PALETTE
 from streamdeq.errors import SettingsError
-from streamdeq.render import (
-    SegmentationRenderer,
-    list_renderers,
-    register_renderer,
-    renderer_for,
-    segmentation_labels,
-)
+from streamdeq.tasks import TASKS, Task, register_task, renderer_for
+from streamdeq.tasks.segmentation import TASK, SegmentationRenderer, segmentation_labels
 
 
 def fake_model(task: str = "segmentation", num_classes: int = 19) -> SimpleNamespace:
@@ -82,9 +76,7 @@ def test_the_renderer_follows_the_model_task_by_default():
     assert task == "segment" and isinstance(renderer, SegmentationRenderer)
 
 
-def test_a_registered_renderer_serves_its_model_task(monkeypatch):
-    monkeypatch.setattr(render, "_RENDERERS", dict(render._RENDERERS))  # leave no trace
-
+def test_a_registered_renderer_serves_its_model_task():
     class Scores:
         columns = ("top",)
 
@@ -94,11 +86,16 @@ def test_a_registered_renderer_serves_its_model_task(monkeypatch):
         def render(self, frame, output):
             return frame, {"top": int(output.argmax())}
 
-    register_renderer("classify-test", Scores, model_tasks=("classification",), overwrite=True)
-    assert "classify-test" in list_renderers()
-    task, renderer = renderer_for(fake_model("classification", 10))
-    assert task == "classify-test"
-    assert renderer.render(np.zeros((2, 2, 3), np.uint8), torch.arange(10))[1] == {"top": 9}
+    register_task(Task("classification-test", "classify-test", renderer=Scores))
+    try:
+        task, renderer = renderer_for(fake_model("classification-test", 10))
+        assert task == "classify-test"
+        assert renderer.render(np.zeros((2, 2, 3), np.uint8), torch.arange(10))[1] == {"top": 9}
+        assert renderer_for(fake_model("classification-test", 10), "classification-test")[0] == (
+            "classify-test"
+        )
+    finally:
+        TASKS.unregister("classification-test")  # leave no trace
 
 
 def test_unknown_task_lists_the_available_ones():
@@ -113,4 +110,4 @@ def test_a_task_that_cannot_draw_the_model_output_is_refused():
 
 def test_registering_a_task_twice_needs_overwrite():
     with pytest.raises(SettingsError, match="already registered"):
-        register_renderer("segment", SegmentationRenderer, model_tasks=("segmentation",))
+        register_task(TASK)

@@ -35,12 +35,12 @@ from streamdeq.models import (
     save_safetensors,
     zoo,
 )
-from streamdeq.runner import RunOptions, run_video
+from streamdeq.app.runner import RunOptions, run_video
 
-from .data.live import live_stream, mpegts_bytes
+from ..data.live import live_stream, mpegts_bytes
 
 FRAMES, HEIGHT, WIDTH, FPS = 6, 32, 64, 10
-FULL_ITERS = 5  # N of the tiny model, so the baseline stays cheap
+F_THRES = 5  # N of the tiny model, so the baseline stays cheap
 OFFICIAL = Path(__file__).resolve().parent / "fixtures" / "mdeq_official_seg_small8"
 
 
@@ -91,9 +91,7 @@ def one_thread():
 def checkpoint(tmp_path_factory) -> Path:
     """A tiny segmentation model (8..64 channels, N = 5) as a self-describing safetensors."""
     torch.manual_seed(0)
-    model = create_model(
-        "mdeq-seg-small-cityscapes", num_channels=(8, 16, 32, 64), f_thres=FULL_ITERS
-    )
+    model = create_model("mdeq-seg-small-cityscapes", num_channels=(8, 16, 32, 64), f_thres=F_THRES)
     path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
     save_safetensors(model.eval(), path)
     return path
@@ -153,7 +151,7 @@ def test_baseline_gives_every_frame_n_iterations_from_zeros(checkpoint, clip, tm
     stats = tmp_path / "stats.jsonl"
     run(checkpoint, clip, mode="baseline", stats=stats, max_frames=3)
     rows = [json.loads(line) for line in stats.read_text().splitlines()]
-    assert [r["iters"] for r in rows] == [FULL_ITERS] * 3
+    assert [r["iters"] for r in rows] == [F_THRES] * 3
     assert all(r["residual_before"] == 1.0 for r in rows)  # a start from zeros
 
 
@@ -386,10 +384,10 @@ def test_an_unknown_model_name_lists_the_known_ones(clip):
 
 
 @pytest.fixture
-def registry(monkeypatch):
+def registry():
     """The model registry, restored after the test."""
-    monkeypatch.setattr(zoo, "_REGISTRY", dict(zoo._REGISTRY))
-    return zoo
+    with zoo.MODELS.restored():
+        yield zoo
 
 
 def test_without_a_model_the_default_runs_with_its_bundled_weights(

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import torch
 
-from streamdeq.render import renderer_for
-from streamdeq.render_detection import BoxRenderer
+from streamdeq.tasks import renderer_for
+from streamdeq.tasks.detection import BoxRenderer
 
 
 class _Detector:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-import streamdeq.runtime as runtime
+import streamdeq.cpu_allocator as runtime
 
 
 def test_tuning_is_applied_once_and_reports_the_same_answer(monkeypatch):
@@ -43,7 +43,7 @@ def test_off_linux_nothing_is_attempted(monkeypatch):
 #: the fewest page faults one use of it cost.
 _REUSE_PROBE = """
 import ctypes, ctypes.util, json, resource, sys, torch
-import streamdeq.runtime as runtime
+import streamdeq.cpu_allocator as runtime
 applied = runtime.tune_cpu_allocator() if sys.argv[1] == "tuned" else None
 
 class MallInfo2(ctypes.Structure):

@@ -1,0 +1,338 @@
+"""The ``streamdeq`` command: thin wrappers that parse, call library functions and print.
+
+Every error a user can cause ends as one line on stderr and exit code 2 (no traceback): see
+:func:`main`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import StreamDEQError
+
+app = typer.Typer(
+    name="streamdeq",
+    help="Streaming multiscale deep equilibrium models for online video perception.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstring line breaks are wrapping, not layout
+)
+console = Console()
+
+
+@app.command("models")
+def models_command() -> None:
+    """List the named model configurations."""
+    from ..models import get_config, list_models
+
+    table = Table("name", "task", "channels", "F_THRES", "classes", box=box.SIMPLE, pad_edge=False)
+    names = list_models()
+    table.columns[0].min_width = max(map(len, names))  # names stay whole on narrow terminals
+    table.columns[2].min_width = len("88,176,352,704")
+    for name in names:
+        cfg = get_config(name)
+        table.add_row(
+            name,
+            cfg.task,
+            ",".join(map(str, cfg.num_channels)),
+            str(cfg.f_thres),
+            str(cfg.num_classes),
+        )
+    console.print(table)
+
+
+@app.command("solvers")
+def solvers_command() -> None:
+    """List the fixed-point solvers and their settings."""
+    from ..solvers import list_solvers, solver_options
+
+    table = Table("solver", "settings (defaults)")
+    for name in list_solvers():
+        opts = ", ".join(f"{k}={v!r}" for k, v in solver_options(name).items())
+        table.add_row(name, opts)
+    console.print(table)
+
+
+@app.command("convert")
+def convert_command(
+    config_yaml: Annotated[Path, typer.Argument(help="official MDEQ experiment yaml")],
+    checkpoint: Annotated[Path, typer.Argument(help="official state dict (.pth / .pkl)")],
+    out: Annotated[Path, typer.Argument(help="output .safetensors file")],
+) -> None:
+    """Convert an official MDEQ checkpoint to a self-describing safetensors file."""
+    _require_file(config_yaml, "config")
+    _require_file(checkpoint, "checkpoint")
+    from ..models import load_official_mdeq, save_safetensors
+
+    model = load_official_mdeq(config_yaml, checkpoint)
+    save_safetensors(model, out)
+    n_params = sum(p.numel() for p in model.parameters())
+    console.print(f"wrote {out} ({n_params / 1e6:.2f} M parameters)")
+
+
+@app.command("generate")
+def generate_command(
+    out: Annotated[Path, typer.Argument(help="root folder to write the Cityscapes layout into")],
+    clips: Annotated[int, typer.Option(min=1, help="number of clips")] = 8,
+    frames: Annotated[int, typer.Option(min=1, help="frames per clip (the last is labelled)")] = 20,
+    split: Annotated[str, typer.Option(help="train or val: disjoint sets of scenes")] = "val",
+    seed: Annotated[int, typer.Option(min=0, help="seed of the clip set")] = 0,
+    height: Annotated[int, typer.Option(min=16, help="frame height in pixels")] = 128,
+    width: Annotated[int, typer.Option(min=16, help="frame width in pixels")] = 256,
+    cut: Annotated[
+        list[int] | None, typer.Option(help="frame index of a hard scene cut (repeatable)")
+    ] = None,
+) -> None:
+    """Write generated street clips laid out like Cityscapes sequences.
+
+    The folders (leftImg8bit_sequence/, gtFine/) are read by streamdeq.data.CityscapesSequence
+    like the real data set."""
+    from ..data.synthetic import SceneSettings, write_synthetic_split
+
+    settings = SceneSettings(height=height, width=width)
+    written = write_synthetic_split(
+        out, clips, frames, split=split, seed=seed, settings=settings, cuts=tuple(cut or ())
+    )
+    console.print(f"wrote {len(written)} clips of {frames} frames ({split}) under {out}")
+
+
+@app.command("demo")
+def demo_command(
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("streamdeq-demo"),
+    model: Annotated[
+        str | None, typer.Option(help="model name (default: the bundled mdeq-seg-tiny-synthetic)")
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="a .safetensors model to run instead")
+    ] = None,
+    clips: Annotated[int, typer.Option(min=1, help="held-out clips for Table 1")] = 8,
+    frames: Annotated[int, typer.Option(min=2, help="frames per clip")] = 20,
+    figure_clips: Annotated[int, typer.Option(min=1, help="clips for Fig. 3 and Fig. 5")] = 4,
+    video_clips: Annotated[int, typer.Option(min=1, help="clips in the overlay video")] = 2,
+    threads: Annotated[
+        int, typer.Option(min=1, help="CPU threads for torch (1: robust on a busy machine)")
+    ] = 1,
+) -> None:
+    """The method on the bundled model: baseline vs StreamDEQ at M = 1, 2, 4, 8.
+
+    Runs on held-out street clips, prints Table 1, writes an overlay video and the Fig. 3 /
+    Fig. 5 plots."""
+    from .demo import DemoSettings, run_demo
+
+    settings = DemoSettings(
+        clips=clips, frames=frames, figure_clips=figure_clips, video_clips=video_clips
+    )
+    run_demo(
+        out,
+        model=model,
+        checkpoint=checkpoint,
+        settings=settings,
+        threads=threads,
+        console=console,
+    )
+
+
+@app.command("experiment")
+def experiment_command(
+    name: Annotated[str, typer.Argument(help="fig2, fig3, fig5, fig7 or table1")],
+    model: Annotated[
+        str | None, typer.Option(help="model name (default: the bundled mdeq-seg-tiny-synthetic)")
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="a .safetensors model to run instead")
+    ] = None,
+    random_weights: Annotated[
+        bool, typer.Option(help="randomly initialised weights (mechanics only)")
+    ] = False,
+    clips: Annotated[int, typer.Option(min=1, help="number of clips")] = 8,
+    frames: Annotated[int, typer.Option(min=1, help="frames per clip")] = 20,
+    iters: Annotated[
+        str | None, typer.Option(help="iterations per frame M, comma-separated [default: 1,2,4,8]")
+    ] = None,
+    steps: Annotated[str | None, typer.Option(help="fig2: solver steps, comma-separated")] = None,
+    offsets: Annotated[
+        str | None, typer.Option(help="fig5: stream lengths, comma-separated (default 1..T)")
+    ] = None,
+    cityscapes: Annotated[
+        Path | None, typer.Option(help="Cityscapes root (leftImg8bit_sequence + gtFine)")
+    ] = None,
+    split: Annotated[str, typer.Option(help="data split")] = "val",
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("streamdeq-experiments"),
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads for torch")] = 1,
+) -> None:
+    """Regenerate one of the paper's analyses as CSV + PNG on any model and clip set."""
+    from ..experiments.cli import run_experiment_command
+
+    run_experiment_command(
+        name,
+        model=model,
+        checkpoint=checkpoint,
+        random_weights=random_weights,
+        clips=clips,
+        frames=frames,
+        iters=iters,
+        steps=steps,
+        offsets=offsets,
+        cityscapes=cityscapes,
+        split=split,
+        out=out,
+        threads=threads,
+        console=console,
+    )
+
+
+@app.command("run")
+def run_command(
+    source: Annotated[str, typer.Argument(help="video file, folder of images, or stream URL")],
+    model: Annotated[str | None, typer.Option(help="model name (`streamdeq models`)")] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="our .safetensors, or an official .pth/.pkl + --config")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="official yaml of --checkpoint")] = None,
+    iters: Annotated[int | None, typer.Option(help="M, iterations per frame (default 4)")] = None,
+    tol: Annotated[float | None, typer.Option(help="iterate until rel. residual < T")] = None,
+    budget_ms: Annotated[float | None, typer.Option(help="latency budget per frame, ms")] = None,
+    max_iters: Annotated[int | None, typer.Option(help="cap for --tol / --budget-ms")] = None,
+    mode: Annotated[str, typer.Option(help="stream|baseline|keyframe|reference")] = "stream",
+    solver: Annotated[str, typer.Option(help="broyden|anderson|fixed_point")] = "broyden",
+    shot_policy: Annotated[str, typer.Option(help="on a cut: keep|reset|boost")] = "keep",
+    out: Annotated[Path | None, typer.Option(help="overlay video (.mp4); none if omitted")] = None,
+    stats: Annotated[Path | None, typer.Option(help="per-frame stats (.csv/.jsonl/.json)")] = None,
+    max_frames: Annotated[int | None, typer.Option(help="stop after K frames")] = None,
+    fps: Annotated[float | None, typer.Option(help="fps of image folders and --out")] = None,
+    device: Annotated[str, typer.Option(help="auto|cpu|cuda|cuda:N")] = "auto",
+    timeout: Annotated[
+        float, typer.Option(help="seconds a stream URL may go silent before the run stops")
+    ] = 10.0,
+    task: Annotated[str | None, typer.Option(help="renderer (default: the model's task)")] = None,
+) -> None:
+    """Run a model on a video online, frame by frame: overlay video, per-frame stats, summary.
+
+    Exit 0 when done, 1 if the input broke off part-way, 130 on Ctrl-C (outputs keep the
+    frames done, complete and playable)."""
+    given = dict(locals())  # the options above, by name: RunOptions has the same fields
+    from .runner import RunOptions, run_video, stop_line, summary_lines
+
+    options = RunOptions(**given)
+    try:
+        report = run_video(options, console=Console(stderr=True))
+    except KeyboardInterrupt:  # before the first frame: outputs were removed
+        print("streamdeq: interrupted before the first frame; no output written", file=sys.stderr)
+        raise SystemExit(130) from None
+    for line in summary_lines(report):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if report.stopped is not None:
+        print(f"streamdeq: {stop_line(report)}", file=sys.stderr)
+        raise SystemExit(report.exit_code)  # typer.Exit would be swallowed by main()
+
+
+@app.command("train")
+def train_command(
+    recipe: Annotated[Path, typer.Argument(help="training recipe (.yaml), see configs/")],
+    resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.pt")] = False,
+    out: Annotated[Path | None, typer.Option(help="run directory (default: output.dir)")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="stop after N steps (the lr schedule is unchanged)")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="cpu|cuda (default: train.device)")] = None,
+) -> None:
+    """Train a model from a recipe (configs/), on one process or under torchrun.
+
+    Under `torchrun --nproc_per_node=K -m streamdeq train ...` the K processes share each
+    global batch."""
+    _require_file(recipe, "recipe")
+    import os
+
+    from ..train import train
+
+    result = train(recipe, out_dir=out, resume=resume, max_steps=max_steps, device=device)
+    if result.export is not None:
+        console.print(f"trained {result.steps} steps; weights: {result.export}")
+    elif os.environ.get("RANK", "0") == "0":
+        console.print(f"stopped after {result.steps} steps; continue with --resume")
+
+
+@app.command("bench")
+def bench_command(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="all, or some of overhead,limit,streams,memory,latency,carry,gpu (comma-separated)"
+        ),
+    ] = "all",
+    quick: Annotated[bool, typer.Option(help="seconds-long smoke run (tiny sizes)")] = False,
+    out: Annotated[Path | None, typer.Option(help="write all tables as JSON here")] = None,
+    size: Annotated[str | None, typer.Option(help="input HxW, e.g. 256x512")] = None,
+    repeats: Annotated[int, typer.Option(min=1, help="timed rounds (medians)")] = 3,
+    warmup: Annotated[int, typer.Option(min=0, help="untimed rounds first")] = 1,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch threads")] = None,
+    frames: Annotated[int | None, typer.Option(min=1, help="frames per stream")] = None,
+    device: Annotated[str, typer.Option(help="cpu|cuda")] = "cpu",
+    models: Annotated[
+        str | None, typer.Option(help="latency: bundled,small,xl (default all)")
+    ] = None,
+) -> None:
+    """Benchmarks: StreamDEQ vs its baseline, its peers and its limit.
+
+    Latency vs the baseline, solver overhead vs TorchDEQ, the limit, many streams, memory,
+    GPU (see benchmarks/README.md)."""
+    from ..bench import BenchSettings, parse_size, resolve_names, run_benchmarks
+
+    settings = BenchSettings(
+        quick=quick,
+        size=parse_size(size) if size else None,
+        repeats=1 if quick else repeats,
+        warmup=min(warmup, 1) if quick else warmup,
+        threads=threads,
+        frames=frames,
+        device=device,
+        models=tuple(m.strip() for m in models.split(",")) if models else None,
+    )
+    run_benchmarks(resolve_names(name), settings, out=out)
+    if out is not None:
+        console.print(f"wrote {out}")
+
+
+def _require_file(path: Path, what: str) -> None:
+    from ..models.resolve import require_file
+
+    require_file(path, what)
+
+
+def main() -> None:
+    """Entry point: run the app, turning expected errors into one line and exit code 2."""
+    from ..cpu_allocator import tune_cpu_allocator
+
+    tune_cpu_allocator()  # a process-wide setting: the command owns the process, the library not
+    try:
+        code = app(standalone_mode=False)  # returns the code of a typer.Exit in this mode
+    except StreamDEQError as err:
+        print(f"streamdeq: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        print("streamdeq: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except typer.Exit as ex:
+        sys.exit(ex.exit_code)
+    except _click_exception_type() as err:  # usage errors arrive here in non-standalone mode
+        err.show()
+        sys.exit(err.exit_code)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _click_exception_type() -> type[Exception]:
+    """Click's base exception: typer >= 0.2x vendors click, older releases depend on it."""
+    try:
+        from click import ClickException
+    except ImportError:
+        from typer._click.exceptions import ClickException
+    return ClickException

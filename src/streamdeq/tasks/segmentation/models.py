@@ -1,0 +1,55 @@
+"""The segmentation models trained here (the official Cityscapes configurations are the MDEQ
+family's, registered in :mod:`streamdeq.models.zoo`)."""
+
+from __future__ import annotations
+
+from ...data.labels import CITYSCAPES_CLASSES
+from ...models.config import MDEQConfig
+from ...models.pretrained import GENERATED_SCENES, PretrainedInfo
+from ...models.zoo import register_model
+
+# Trained here: configs/seg_mdeq_tiny_synthetic.yaml on the generated street scenes
+# (streamdeq.data.synthetic); the package ships its weights.
+TINY_SYNTHETIC = MDEQConfig(
+    task="segmentation",
+    num_branches=4,
+    num_channels=(8, 16, 32, 64),
+    num_blocks=(1, 1, 1, 1),
+    expansion=2,
+    num_groups=4,
+    dropout=0.0,
+    wnorm=True,
+    downsample_times=2,
+    f_thres=24,
+    b_thres=16,
+    num_layers=4,
+    pretrain_steps=400,
+    num_classes=19,
+    head_channels=(),
+    final_conv_kernel=1,
+)
+
+
+#: What the bundled weights expect: the normalisation configs/seg_mdeq_tiny_synthetic.yaml trained
+#: with (its data.mean / data.std: the recipe defaults, ImageNet's), full 128 x 256 frames (the
+#: training crops are 96 x 192), the 19 Cityscapes classes.
+TINY_SYNTHETIC_PRETRAINED = PretrainedInfo(
+    task="segmentation",
+    architecture="mdeq",
+    mean=(0.485, 0.456, 0.406),
+    std=(0.229, 0.224, 0.225),
+    class_names=CITYSCAPES_CLASSES,
+    input_size=(128, 256),
+    f_thres=TINY_SYNTHETIC.f_thres,
+    trained_on=GENERATED_SCENES,
+)
+
+
+def register_models() -> None:
+    register_model(
+        "mdeq-seg-tiny-synthetic",
+        TINY_SYNTHETIC,
+        weights="mdeq-seg-tiny-synthetic.safetensors",
+        description="4-branch MDEQ (8-64 ch) trained on generated street scenes, 128x256 frames",
+        pretrained=TINY_SYNTHETIC_PRETRAINED,
+    )
