@@ -81,7 +81,9 @@ def imports_of(module: str) -> set[str]:
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = _resolve(module, path.name == "__init__.py", node.level, node.module)
-            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
+            names = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names
+            ]
         else:
             continue
         for name in names:
@@ -146,5 +148,15 @@ def test_the_library_does_not_import_the_application():
         if not module.startswith("streamdeq.app") and module != "streamdeq.__main__"
         for target in targets
         if target.startswith("streamdeq.app")
+    )
+    assert not offending, "; ".join(offending)
+
+
+def test_no_module_imports_a_deprecated_path():
+    offending = sorted(
+        f"{module} -> {target}"
+        for module, targets in GRAPH.items()
+        for target in targets
+        if target in DEPRECATED_SHIMS
     )
     assert not offending, "; ".join(offending)

@@ -10,6 +10,7 @@ The public API in one place::
 
 from __future__ import annotations
 
+from .cpu_allocator import tune_cpu_allocator
 from .data import open_video
 from .errors import CheckpointError, SettingsError, StreamDEQError, UnknownModelError
 from .models import (
@@ -22,7 +23,6 @@ from .models import (
     load_safetensors,
     save_safetensors,
 )
-from .cpu_allocator import tune_cpu_allocator
 from .solvers import SolverResult, SolverStatus, list_solvers, solve
 from .stream import FrameInfo, StepResult, StreamBatch, StreamDEQ
 

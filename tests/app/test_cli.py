@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from streamdeq.app.cli import main
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -59,3 +63,83 @@ def test_mismatched_checkpoint_is_a_one_line_error(tmp_path):
     assert len(out.stderr.strip().splitlines()) == 1
     assert "missing" in out.stderr and "not.a.key" in out.stderr
     assert not (tmp_path / "out.safetensors").exists()
+
+
+OFFICIAL = Path(__file__).resolve().parent.parent / "fixtures" / "mdeq_official_seg_small8"
+
+
+def convert(monkeypatch, out: Path) -> None:
+    """``streamdeq convert`` of the official fixture, in this process."""
+    args = [str(OFFICIAL / "config.yaml"), str(OFFICIAL / "state_dict.pth"), str(out)]
+    monkeypatch.setattr(sys, "argv", ["streamdeq", "convert", *args])
+    main()
+
+
+def test_convert_into_a_missing_folder_is_one_line_and_writes_nothing(
+    monkeypatch, capsys, tmp_path
+):
+    with pytest.raises(SystemExit) as stop:
+        convert(monkeypatch, tmp_path / "missing" / "out.safetensors")
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("streamdeq: error: cannot write")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_convert_writes_a_file_with_the_usual_permissions(monkeypatch, tmp_path):
+    previous = os.umask(0o022)
+    try:
+        convert(monkeypatch, tmp_path / "out.safetensors")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "out.safetensors").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["out.safetensors"]
+
+
+def invoke(*args: str):
+    """The app in this process (so a registry changed by the test is the one it reads)."""
+    from typer.testing import CliRunner
+
+    from streamdeq.app.cli import app
+
+    return CliRunner().invoke(app, list(args), terminal_width=300)
+
+
+def test_experiment_help_lists_every_registered_experiment():
+    from streamdeq.experiments import EXPERIMENTS
+
+    shown = invoke("experiment", "--help")
+    assert shown.exit_code == 0, shown.output
+    names = ("fig2", "fig3", "fig5", "fig7", "table1", "fig8", "table1-detect")
+    for name in (*names, *EXPERIMENTS):
+        assert name in shown.output
+
+
+def test_run_choices_come_from_the_registries_when_the_command_runs():
+    from streamdeq.solvers import SOLVERS, fixed_point, register_solver
+
+    with SOLVERS.restored():
+        register_solver("late_solver", fixed_point)  # as a plugin would, after the import
+        shown = invoke("run", "--help")
+        refused = invoke("run", "in.mp4", "--solver", "newton")
+    assert shown.exit_code == 0 and "late_solver" in shown.output
+    for choice in ("keyframe", "boost", "segment", "detect"):  # --mode, --shot-policy, --task
+        assert choice in shown.output
+    assert refused.exit_code == 2 and "late_solver" in refused.output
+
+
+def test_a_wrong_choice_is_a_usage_error_that_lists_the_choices():
+    out = run_cli("run", "in.mp4", "--mode", "offline")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "'offline'" in out.stderr and "'keyframe'" in out.stderr
+
+
+def test_every_run_option_has_a_flag_in_the_table_and_on_the_command():
+    from dataclasses import fields
+
+    from streamdeq.app.run_options import FLAGS, RunOptions
+
+    shown = invoke("run", "--help").output
+    for field in fields(RunOptions):
+        flag = FLAGS[field.name]
+        assert flag in shown or not flag.startswith("--"), flag

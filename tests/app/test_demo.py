@@ -8,9 +8,9 @@ import torch
 from rich.console import Console
 
 from streamdeq.app.cli import main
+from streamdeq.app.demo import DemoSettings, run_demo
 from streamdeq.data import open_video
 from streamdeq.data.synthetic import SceneSettings
-from streamdeq.app.demo import DemoSettings, run_demo
 from streamdeq.experiments import MissingWeightsError
 
 from ..experiments.conftest import tiny_model

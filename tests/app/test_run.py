@@ -19,7 +19,8 @@ import pytest
 import torch
 from rich.console import Console
 
-from streamdeq import render, run_options, runner
+from streamdeq.app import runner
+from streamdeq.app.runner import RunOptions, run_video
 from streamdeq.data import (
     CorruptVideoError,
     InputNotFoundError,
@@ -32,16 +33,17 @@ from streamdeq.models import (
     CheckpointMismatchError,
     create_model,
     load_safetensors,
+    resolve,
     save_safetensors,
     zoo,
 )
-from streamdeq.app.runner import RunOptions, run_video
+from streamdeq.tasks import TASKS, Task, register_task
 
 from ..data.live import live_stream, mpegts_bytes
 
 FRAMES, HEIGHT, WIDTH, FPS = 6, 32, 64, 10
 F_THRES = 5  # N of the tiny model, so the baseline stays cheap
-OFFICIAL = Path(__file__).resolve().parent / "fixtures" / "mdeq_official_seg_small8"
+OFFICIAL = Path(__file__).resolve().parent.parent / "fixtures" / "mdeq_official_seg_small8"
 
 
 def scene(index: int, seed: int = 0) -> np.ndarray:
@@ -284,7 +286,7 @@ def test_any_other_failure_mid_run_leaves_no_output(checkpoint, clip, tmp_path):
         ({"iters": 2, "budget_ms": 50.0}, "--iters and --budget-ms conflict"),
         ({"tol": 1e-3, "budget_ms": 50.0}, "--tol and --budget-ms conflict"),
         ({"mode": "baseline", "iters": 2}, "baseline.*--iters applies"),
-        ({"max_iters": 8}, "--max-iters caps --tol or --budget-ms"),
+        ({"max_iters": 8}, "--max-iters limits --tol or --budget-ms"),
         ({"model": "mdeq-seg-small-cityscapes", "checkpoint": "m.safetensors"}, "conflict"),
         ({"config": "official.yaml"}, "--config names the official yaml"),
         ({"checkpoint": "m.pth"}, "give its experiment yaml with --config"),
@@ -294,13 +296,16 @@ def test_any_other_failure_mid_run_leaves_no_output(checkpoint, clip, tmp_path):
         ({"out": "same.mp4", "stats": "same.mp4"}, "unknown stats extension"),
         ({"out": "in.mp4"}, "is the input"),
         ({"mode": "offline"}, "--mode must be one of"),
-        ({"solver": "newton"}, "--solver must be one of"),
+        ({"solver": "newton"}, "(?=.*--solver)(?=.*'newton')(?=.*broyden, fixed_point)"),
         ({"shot_policy": "skip"}, "--shot-policy must be one of"),
         ({"device": "tpu"}, "--device must be one of"),
         ({"max_frames": 0}, "--max-frames must be >= 1"),
         ({"fps": -1.0}, "--fps must be a positive"),
         ({"timeout": 0.0}, "--timeout must be a positive"),
         ({"timeout": float("nan")}, "--timeout must be a positive"),
+        ({"threads": 0}, "--threads must be an integer >= 1"),
+        ({"size": (0, 10)}, "--size must be"),
+        ({"size": 0}, "--size must be"),
     ],
 )
 def test_conflicting_or_invalid_options_are_settings_errors(options, message, monkeypatch):
@@ -395,7 +400,7 @@ def test_without_a_model_the_default_runs_with_its_bundled_weights(
 ):
     config = load_safetensors(checkpoint).config
     registry.register_model("tiny-bundled", config, weights=checkpoint)
-    monkeypatch.setattr(run_options, "DEFAULT_MODEL", "tiny-bundled")
+    monkeypatch.setattr(resolve, "DEFAULT_MODEL", "tiny-bundled")
     report = run_video(RunOptions(str(clip), iters=1, max_frames=1))
     assert report.model == "tiny-bundled (bundled weights)"
 
@@ -411,8 +416,19 @@ def test_a_model_whose_weights_file_is_missing_runs_with_random_weights(
     assert "RANDOM" in report.model and "is missing its weights" in messages.getvalue()
 
 
+def test_the_default_model_says_once_that_it_knows_only_generated_scenes(clip):
+    messages = StringIO()
+    run_video(
+        RunOptions(str(clip), iters=1, max_frames=2), console=Console(file=messages, width=300)
+    )
+    notes = [line for line in messages.getvalue().splitlines() if line.startswith("note:")]
+    assert len(notes) == 1
+    assert "trained only on generated street scenes" in notes[0]
+    assert "On real footage" in notes[0]
+
+
 def test_without_a_model_the_default_must_be_installed(clip, monkeypatch):
-    monkeypatch.setattr(run_options, "DEFAULT_MODEL", "not-installed")
+    monkeypatch.setattr(resolve, "DEFAULT_MODEL", "not-installed")
     with pytest.raises(SettingsError, match="default not-installed.*--model NAME"):
         run_video(RunOptions(str(clip)))
 
@@ -422,11 +438,11 @@ def test_an_unknown_task_is_refused(checkpoint, clip):
         run(checkpoint, clip, task="paint")
 
 
-def test_a_task_for_another_kind_of_model_is_refused(checkpoint, clip, monkeypatch):
-    monkeypatch.setattr(render, "_RENDERERS", dict(render._RENDERERS))
-    render.register_renderer("label", lambda model: None, model_tasks=("classification",))
-    with pytest.raises(SettingsError, match="draws classification outputs"):
-        run(checkpoint, clip, task="label")
+def test_a_task_for_another_kind_of_model_is_refused(checkpoint, clip):
+    with TASKS.restored():
+        register_task(Task("classification", "label"))
+        with pytest.raises(SettingsError, match="draws classification outputs"):
+            run(checkpoint, clip, task="label")
 
 
 # ----------------------------------------------------------------------------- the command
@@ -490,3 +506,112 @@ def test_command_on_a_stream_that_goes_silent_stops_after_timeout_and_keeps_the_
     kept = len(decoded_frames(out))
     assert 0 < kept < 40 and len(read_csv(stats)) == kept
     assert leftovers(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- size and threads
+
+SOURCE_H, SOURCE_W = 240, 427  # an odd width, as some phone videos have
+
+
+def source_scene(index: int) -> np.ndarray:
+    """(240, 427, 3) uint8: a smooth gradient panning 3 px a frame."""
+    y = np.arange(SOURCE_H)[:, None, None]
+    x = np.arange(SOURCE_W)[None, :, None] + 3 * index
+    image = 30 + 0.4 * y + 0.3 * x + np.array([0, 40, 80])
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("png")
+        stream.height, stream.width, stream.pix_fmt = *image.shape[:2], "rgb24"
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(image, "rgb24")))
+        container.mux(stream.encode(None))
+
+
+@pytest.fixture
+def model_inputs(monkeypatch) -> list:
+    """The FrameInput of every frame the stream prepares."""
+    from streamdeq.stream import stepping
+
+    seen, prepare = [], stepping.prepare_frame
+
+    def spy(*args, **kwargs):
+        seen.append(prepare(*args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(stepping, "prepare_frame", spy)
+    return seen
+
+
+def test_size_fits_the_frame_for_the_model_and_keeps_the_outputs_in_the_sources_pixels(
+    checkpoint, tmp_path, monkeypatch, model_inputs
+):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t in range(2):
+        write_png(folder / f"frame{t}.png", source_scene(t))
+    drawn, write = [], runner.RunOutputs.write
+    monkeypatch.setattr(
+        runner.RunOutputs,
+        "write",
+        lambda self, image, row: [drawn.append(image), write(self, image, row)],
+    )
+    outputs = []
+    out, stats = tmp_path / "out.mp4", tmp_path / "stats.csv"
+    options = RunOptions(
+        str(folder), checkpoint=checkpoint, iters=1, fps=5.0, size=(128, 256), out=out, stats=stats
+    )
+    report = run_video(options, on_frame=lambda frame, result: outputs.append(result.output))
+    assert report.frames == 2
+    multiple = load_safetensors(checkpoint).input_multiple
+    for inp in model_inputs:  # fitted inside 128x256 with the aspect kept, then padded
+        assert (inp.source_size, inp.size) == ((240, 427), (128, 227))
+        assert all(
+            p % multiple == 0 and p - s < multiple for p, s in zip(inp.padded_size, inp.size)
+        )
+    assert [image.shape for image in drawn] == [(SOURCE_H, SOURCE_W, 3)] * 2
+    assert decoded_frames(out)[0].shape == (SOURCE_H, SOURCE_W + 1, 3)  # H.264: even width
+    assert len(read_csv(stats)) == 2
+    assert outputs[0].shape[-2] < SOURCE_H  # logits at model resolution; the renderer upsamples
+
+
+def test_without_size_frames_get_the_input_size_the_weights_declare(checkpoint):
+    from streamdeq.models.pretrained import PretrainedInfo
+
+    model = load_safetensors(checkpoint)
+    declared = PretrainedInfo(task="segmentation", mean=(0.5, 0.5, 0.5), input_size=(16, 32))
+    model.pretrained_info = declared
+    preprocess = RunOptions("in.mp4").stream_settings(model).preprocess_for(model)
+    assert preprocess.resize == (16, 32)
+    assert preprocess.mean == (0.5, 0.5, 0.5)  # the weights' normalisation is kept
+    preprocess = RunOptions("in.mp4", size=100).stream_settings(model).preprocess_for(model)
+    assert preprocess.resize == 100
+    model.pretrained_info = None
+    assert RunOptions("in.mp4").stream_settings(model).preprocess_for(model).resize is None
+
+
+def test_threads_sets_torch_threads(checkpoint, clip):
+    try:
+        run(checkpoint, clip, iters=1, max_frames=1, threads=2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)  # the module's setting
+
+
+def test_jsonl_stats_write_null_for_a_missing_value(checkpoint, clip, tmp_path):
+    stats = tmp_path / "stats.jsonl"
+    run(checkpoint, clip, iters=1, max_frames=2, stats=stats)
+    rows = [json.loads(line) for line in stats.read_text().splitlines()]
+    assert rows[0]["reset"] == "first_frame" and rows[1]["reset"] is None
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [("12y", "--size must be HxW"), ("0x10", "--size must be an integer >= 1")],
+)
+def test_command_wrong_size_is_one_line_exit_2(checkpoint, clip, size, message):
+    done = cli(str(clip), "--checkpoint", str(checkpoint), "--size", size)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines == [lines[0]] and lines[0].startswith(f"streamdeq: error: {message}")

@@ -31,7 +31,7 @@ def test_quick_bench_prints_a_table_and_writes_json(tmp_path):
     [
         (["nonsense", "--quick"], "unknown benchmark"),
         (["limit", "--quick", "--size", "big"], "size must look like"),
-        (["limit", "--quick", "--device", "tpu"], "device must be cpu or cuda"),
+        (["limit", "--quick", "--device", "tpu"], "device must be one of cpu, cuda"),
         (["latency", "--quick", "--models", "huge"], "unknown model choice"),
     ],
 )
@@ -48,8 +48,8 @@ def test_user_errors_are_one_line_and_exit_2(args, message, monkeypatch, capsys)
 def test_the_help_names_every_benchmark():
     from typer.testing import CliRunner
 
-    from streamdeq.bench import list_benchmarks
     from streamdeq.app.cli import app
+    from streamdeq.bench import list_benchmarks
 
     shown = CliRunner().invoke(app, ["bench", "--help"], env={"COLUMNS": "200"}).output
     assert [name for name in list_benchmarks() if name not in shown] == []

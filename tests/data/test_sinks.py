@@ -296,3 +296,46 @@ def test_stats_header_only_when_no_rows_but_columns_known(tmp_path: Path) -> Non
 def test_stats_unknown_extension(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match=r"\.csv"):
         StatsWriter(tmp_path / "stats.xlsx")
+
+
+def _continuing_frame_row() -> dict:
+    """A stream's stats row for a frame that continued the stream (no reset) before the shot
+    detector could judge (NaN score): two missing values of two kinds."""
+    from streamdeq.solvers import SolverStatus
+    from streamdeq.stream import FrameInfo
+
+    info = FrameInfo(
+        index=1,
+        iters=2,
+        nfev=2,
+        residual_before=0.1,
+        residual_after=0.05,
+        latency_ms=3.0,
+        solve_ms=2.0,
+        status=SolverStatus.MAX_ITER,
+        reset=None,
+        diverged=False,
+        shot_change=False,
+        shot_score=float("nan"),
+    )
+    return info.as_row()
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_stats_json_write_every_missing_value_as_null(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"stats{suffix}"
+    with StatsWriter(path) as stats:
+        stats.write(_continuing_frame_row())
+    text = path.read_text()
+    record = json.loads(text.splitlines()[0] if suffix == ".jsonl" else text)
+    record = record if suffix == ".jsonl" else record[0]
+    assert record["reset"] is None and record["shot_score"] is None
+
+
+def test_stats_csv_keeps_an_empty_cell_for_no_reset(tmp_path: Path) -> None:
+    path = tmp_path / "stats.csv"
+    with StatsWriter(path) as stats:
+        stats.write(_continuing_frame_row())
+    with path.open(newline="") as file:
+        (row,) = list(csv.DictReader(file))
+    assert row["reset"] == ""

@@ -203,7 +203,7 @@ def test_detection_experiments_refuse_a_segmentation_model_in_one_line(model, ex
     )
 
 
-def test_a_detector_is_not_scored_on_segmentation_clips(clips):
+def test_a_detector_is_not_scored_on_segmentation_clips():
     from .conftest import panning_clip
 
     with pytest.raises(SettingsError, match="annotated for segmentation.*give clips with boxes"):

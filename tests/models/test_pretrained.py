@@ -96,7 +96,7 @@ def test_a_model_saved_with_identity_normalisation_streams_with_it(tmp_path):
     model = tiny_model().eval()
     save_safetensors(model, tmp_path / "m.safetensors", PretrainedInfo("segmentation", **IDENTITY))
     loaded = load_safetensors(tmp_path / "m.safetensors")
-    frame = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    frame = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     implicit = StreamDEQ(loaded, iters=2).step(frame).output
     explicit = StreamDEQ(model, iters=2, preprocess=PreprocessSettings(**IDENTITY)).step(frame)
     imagenet = StreamDEQ(model, iters=2).step(frame).output

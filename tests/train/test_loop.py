@@ -84,6 +84,18 @@ def test_the_export_is_a_self_describing_safetensors_file(tmp_path, tiny_recipe)
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_the_export_records_the_normalisation_the_run_trained_with(tmp_path, tiny_recipe):
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    recipe = tiny_recipe(
+        data={"mean": list(mean), "std": list(std)},
+        schedule={"max_steps": 1},
+        output={"export": str(tmp_path / "w.safetensors")},
+    )
+    info = load_safetensors(train(recipe).export).pretrained_info
+    assert (info.mean, info.std) == (mean, std)
+    assert info.trained_on == recipe.data.dataset and info.f_thres == 6
+
+
 def test_a_run_stopped_early_is_not_exported(tmp_path, tiny_recipe):
     export = tmp_path / "w.safetensors"
     recipe = tiny_recipe(schedule={"max_steps": 4}, output={"export": str(export)})

@@ -37,3 +37,13 @@ def test_a_classification_model_is_refused_by_the_segmentation_task(tiny_recipe)
     recipe = tiny_recipe(model={"name": "mdeq-cls-tiny-cifar", "overrides": {}})
     with pytest.raises(RecipeError, match="classification model"):
         train(recipe)
+
+
+def test_weights_trained_on_generated_scenes_say_so_in_their_contract(tiny_recipe):
+    from streamdeq.models.pretrained import GENERATED_SCENES
+    from streamdeq.train.tasks import export_info
+
+    recipe = tiny_recipe(data={"dataset": "synthetic"})
+    info = export_info(recipe, get_task("segmentation").build_model(recipe.model))
+    assert info.trained_on == GENERATED_SCENES and info.generated_only
+    assert len(info.class_names) == 19 and info.mean == recipe.data.mean

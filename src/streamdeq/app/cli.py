@@ -7,8 +7,9 @@ Every error a user can cause ends as one line on stderr and exit code 2 (no trac
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import typer
 from rich import box
@@ -16,6 +17,50 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import StreamDEQError
+
+# Choices and help that come from registries are computed by the functions below inside the
+# annotations: under ``from __future__ import annotations`` those are strings until typer reads
+# them, when the command line is parsed, so a solver, task or experiment a plugin registers
+# after this module is imported is listed in --help and accepted like a built-in one.
+
+
+def _one_of(names: Callable[[], Iterable[str]]) -> Any:
+    """The type "one of the names a registry holds now": --help lists them, and a wrong value
+    is a usage error (exit 2) that lists them."""
+    return Literal[tuple(names())]
+
+
+def _modes() -> tuple[str, ...]:
+    from ..stream import MODES
+
+    return MODES
+
+
+def _solvers() -> list[str]:
+    from ..solvers import list_solvers
+
+    return list_solvers()
+
+
+def _shot_policies() -> tuple[str, ...]:
+    from ..stream import POLICIES
+
+    return POLICIES
+
+
+def _task_words() -> list[str]:
+    from ..tasks import task_words
+
+    return task_words()
+
+
+def _experiment_help() -> str:
+    from .. import experiments
+
+    listed = getattr(experiments, "list_experiments", None)
+    names = list(listed() if callable(listed) else experiments.EXPERIMENTS)
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else "".join(names)
+
 
 app = typer.Typer(
     name="streamdeq",
@@ -142,7 +187,7 @@ def demo_command(
 
 @app.command("experiment")
 def experiment_command(
-    name: Annotated[str, typer.Argument(help="fig2, fig3, fig5, fig7 or table1")],
+    name: Annotated[str, typer.Argument(help=_experiment_help())],
     model: Annotated[
         str | None, typer.Option(help="model name (default: the bundled mdeq-seg-tiny-synthetic)")
     ] = None,
@@ -201,9 +246,9 @@ def run_command(
     tol: Annotated[float | None, typer.Option(help="iterate until rel. residual < T")] = None,
     budget_ms: Annotated[float | None, typer.Option(help="latency budget per frame, ms")] = None,
     max_iters: Annotated[int | None, typer.Option(help="cap for --tol / --budget-ms")] = None,
-    mode: Annotated[str, typer.Option(help="stream|baseline|keyframe|reference")] = "stream",
-    solver: Annotated[str, typer.Option(help="broyden|anderson|fixed_point")] = "broyden",
-    shot_policy: Annotated[str, typer.Option(help="on a cut: keep|reset|boost")] = "keep",
+    mode: Annotated[_one_of(_modes), typer.Option(help="the scheme")] = "stream",
+    solver: Annotated[_one_of(_solvers), typer.Option(help="fixed-point solver")] = "broyden",
+    shot_policy: Annotated[_one_of(_shot_policies), typer.Option(help="on a cut")] = "keep",
     out: Annotated[Path | None, typer.Option(help="overlay video (.mp4); none if omitted")] = None,
     stats: Annotated[Path | None, typer.Option(help="per-frame stats (.csv/.jsonl/.json)")] = None,
     max_frames: Annotated[int | None, typer.Option(help="stop after K frames")] = None,
@@ -212,16 +257,50 @@ def run_command(
     timeout: Annotated[
         float, typer.Option(help="seconds a stream URL may go silent before the run stops")
     ] = 10.0,
-    task: Annotated[str | None, typer.Option(help="renderer (default: the model's task)")] = None,
+    task: Annotated[
+        _one_of(_task_words) | None, typer.Option(help="renderer (default: the model's task)")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for torch (default: torch's)")
+    ] = None,
+    size: Annotated[
+        str | None,
+        typer.Option(
+            help="frame size the model sees: HxW to fit in (aspect kept) or the short side "
+            "(default: the weights' input size, else the frame's); outputs stay in the "
+            "video's pixels"
+        ),
+    ] = None,
 ) -> None:
     """Run a model on a video online, frame by frame: overlay video, per-frame stats, summary.
 
     Exit 0 when done, 1 if the input broke off part-way, 130 on Ctrl-C (outputs keep the
     frames done, complete and playable)."""
-    given = dict(locals())  # the options above, by name: RunOptions has the same fields
+    from .run_options import parse_size
     from .runner import RunOptions, run_video, stop_line, summary_lines
 
-    options = RunOptions(**given)
+    options = RunOptions(
+        source=source,
+        model=model,
+        checkpoint=checkpoint,
+        config=config,
+        iters=iters,
+        tol=tol,
+        budget_ms=budget_ms,
+        max_iters=max_iters,
+        mode=mode,
+        solver=solver,
+        shot_policy=shot_policy,
+        out=out,
+        stats=stats,
+        max_frames=max_frames,
+        fps=fps,
+        device=device,
+        timeout=timeout,
+        task=task,
+        threads=threads,
+        size=parse_size(size) if size is not None else None,
+    )
     try:
         report = run_video(options, console=Console(stderr=True))
     except KeyboardInterrupt:  # before the first frame: outputs were removed

@@ -198,6 +198,8 @@ def run_video(
             any frame is processed, and an input error if it happens before the first frame.
     """
     device = resolve_device(options.device)
+    if options.threads is not None:  # process-wide, as the command owns the process
+        torch.set_num_threads(options.threads)
     video = open_video(
         options.source, max_frames=options.max_frames, fps=options.fps, timeout=options.timeout
     )
@@ -207,7 +209,8 @@ def run_video(
         try:
             loaded = load_run_model(options, device)
             task, renderer = renderer_for(loaded.model, options.task)
-            stream = StreamDEQ(loaded.model, settings=options.stream_settings(), device=device)
+            settings = options.stream_settings(loaded.model)  # resized as the weights declare
+            stream = StreamDEQ(loaded.model, settings=settings, device=device)
         except BaseException:
             outputs.abort()
             raise

@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
+from ..cpu_allocator import cpu_allocator_tuned
 from ..errors import SettingsError, StreamDEQError
-from ..runtime import cpu_allocator_tuned
 from ..validation import check_choice, check_int
 
 

@@ -244,7 +244,8 @@ class StatsWriter(_PartialFileSink):
     ``.json`` (one JSON array of objects, closed on finish).
 
     The columns are ``columns`` if given, else the keys of the first row, in order. Every row is
-    written with exactly these columns: a missing key is left empty (CSV) or null (JSON); a key
+    written with exactly these columns: a missing key or a None value is left empty (CSV) or
+    null (JSON), the one convention for "no value" (so rows say None, never ""); a key
     that is not a column raises :class:`StatsSchemaError`, because a CSV header cannot grow after
     it is written. Pass ``columns`` when some keys appear only on some frames.
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._deprecation import renamed_keyword
+from .._deprecated import renamed_keyword
 from ..solvers import FixedPointFn, SolverResult, State, solve
 from ..validation import check_int
 from .implicit import implicit_backward

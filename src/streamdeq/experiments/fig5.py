@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any
 
 from ..errors import SettingsError
+from ..validation import check_int
 from .clips import Clip, frame_offsets
 from .distributed import shard
 from .result import ExperimentResult, integer_ticks, iter_color, new_figure, series
@@ -126,9 +127,7 @@ def _check_max_streams(clips: Sequence[Clip], max_streams: int | None) -> int:
     if max_streams is None:
         pixels = max(clip.frames.shape[1] * clip.frames.shape[2] for clip in clips)
         return max(1, min(MAX_STREAMS, BATCH_PIXELS // pixels))
-    if isinstance(max_streams, bool) or not isinstance(max_streams, int) or max_streams < 1:
-        raise SettingsError(f"max_streams must be an integer >= 1, got {max_streams!r}")
-    return max_streams
+    return check_int("max_streams", max_streams)
 
 
 def plot_fig5(

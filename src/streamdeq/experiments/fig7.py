@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .clips import Clip, check_clips
 from ..tasks.segmentation.metric import as_label_tensor, predict_labels
+from .clips import Clip, check_clips
 from .distributed import confusion_matrices, gather, reduce_confusions, shard
 from .result import ExperimentResult, integer_ticks, iter_color, new_figure, series
 from .schemes import (

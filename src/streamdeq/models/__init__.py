@@ -18,7 +18,9 @@ from .checkpoints import (
     save_safetensors,
 )
 from .config import MDEQConfig, ModelConfigError
-from .mdeq import MDEQModel, official_tol
+from .mdeq import ForwardResult, MDEQModel, official_tol
+from .pretrained import PretrainedInfo
+from .resolve import DEFAULT_MODEL, ResolvedModel, resolve_model
 from .zoo import (
     ModelEntry,
     NoPretrainedWeightsError,
@@ -29,12 +31,16 @@ from .zoo import (
 )
 
 __all__ = [
+    "DEFAULT_MODEL",
     "CheckpointMismatchError",
+    "ForwardResult",
     "MDEQConfig",
     "MDEQModel",
     "ModelConfigError",
     "ModelEntry",
     "NoPretrainedWeightsError",
+    "PretrainedInfo",
+    "ResolvedModel",
     "create_model",
     "export_official_state_dict",
     "get_config",
@@ -44,5 +50,6 @@ __all__ = [
     "load_safetensors",
     "official_tol",
     "register_model",
+    "resolve_model",
     "save_safetensors",
 ]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from .._deprecation import warn_deprecated
+from .._deprecated import warn_deprecated
 from ..deq import BackwardSettings, equilibrium, unrolled_forward
 from ..solvers import SolverResult, solve
 from ..solvers.base import channels_last

@@ -81,7 +81,9 @@ class PretrainedInfo:
         if self.input_size is not None:
             size = tuple(self.input_size)
             if len(size) != 2:
-                raise error(f"input_size must be (H, W), got {self.input_size!r}", field="input_size")
+                raise error(
+                    f"input_size must be (H, W), got {self.input_size!r}", field="input_size"
+                )
             for side in size:
                 check_int("input_size", side, label="each input_size side", error=error)
             object.__setattr__(self, "input_size", size)

@@ -97,7 +97,9 @@ def resolve_model(
         CheckpointError: a checkpoint that is missing, unreadable or does not fit its config.
     """
     if weights not in WEIGHTS_POLICIES:
-        raise SettingsError(f"weights must be one of {', '.join(WEIGHTS_POLICIES)}, got {weights!r}")
+        raise SettingsError(
+            f"weights must be one of {', '.join(WEIGHTS_POLICIES)}, got {weights!r}"
+        )
     if checkpoint is not None:
         if name is not None:
             raise SettingsError("give a model name or a checkpoint, not both")
@@ -156,7 +158,9 @@ def _from_name(
     except UnknownModelError:
         if name != DEFAULT_MODEL:
             raise
-        raise MissingWeightsError(_missing(name, "is not registered in this install", named)) from None
+        raise MissingWeightsError(
+            _missing(name, "is not registered in this install", named)
+        ) from None
     if weights == "random":
         return _random(name, overrides), entry, f"{name} (RANDOM weights)", None
     path = entry.weights_path()

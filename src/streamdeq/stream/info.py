@@ -71,7 +71,9 @@ class FrameInfo:
         ``residual_after`` at M = 1)."""
         row = asdict(self)
         row["status"] = self.status.name.lower()
-        row["reset"] = "" if self.reset is None else self.reset.value
+        # None, not "": a stats file has one convention for a missing value (null in JSON,
+        # an empty cell in CSV), and the sink, not the row, knows which it writes
+        row["reset"] = None if self.reset is None else self.reset.value
         return row
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import InitVar, dataclass, field, fields, replace
 from typing import Any
 
-from .._deprecation import renamed_keyword
+from .._deprecated import renamed_keyword
 from ..errors import SettingsError
 from ..solvers import list_solvers, solver_options
 from ..validation import check_choice, check_int, check_real, check_solver_options
@@ -110,7 +110,8 @@ class StreamSettings:
     def _check_solver(self) -> None:
         if self.solver not in list_solvers():
             raise SettingsError(
-                f"unknown solver {self.solver!r}; choose one of {', '.join(list_solvers())}"
+                f"unknown solver {self.solver!r}; choose one of {', '.join(list_solvers())}",
+                field="solver",
             )
         options = check_solver_options(
             self.solver, self.solver_options, solver_options(self.solver)
@@ -123,19 +124,22 @@ class StreamSettings:
             raise SettingsError(
                 f"{' and '.join(given)} conflict: give one of iters (fixed M), tol (until the "
                 "residual is below it) or budget_ms (a latency budget); with tol or budget_ms "
-                "use max_iter_cap for the most iterations"
+                "use max_iter_cap for the most iterations",
+                field=given[0],
             )
         if self.mode == "baseline" and given:
             raise SettingsError(
                 f"the baseline mode solves every frame from zeros with N = f_thres "
-                f"iterations; {given[0]} applies to the stream, keyframe and reference modes"
+                f"iterations; {given[0]} applies to the stream, keyframe and reference modes",
+                field=given[0],
             )
         if self.max_iter_cap is not None and self.tol is None and self.budget_ms is None:
             raise SettingsError(
-                "max_iter_cap limits tol or budget_ms; with a fixed budget use iters alone"
+                "max_iter_cap limits tol or budget_ms; with a fixed budget use iters alone",
+                field="max_iter_cap",
             )
         if self.budget is not None and self.budget_ms is None:
-            raise SettingsError("budget (the controller's tuning) needs budget_ms")
+            raise SettingsError("budget (the controller's tuning) needs budget_ms", field="budget")
 
     @classmethod
     def from_options(cls, base: StreamSettings | None = None, **options: Any) -> StreamSettings:

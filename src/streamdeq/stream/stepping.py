@@ -97,9 +97,7 @@ def step_streams(
     solve_sync = runtime.sync if timed else _no_sync
     with torch.no_grad():
         inputs = [
-            prepare_frame(
-                frame, state.preprocess, runtime.multiple, runtime.device, runtime.dtype
-            )
+            prepare_frame(frame, state.preprocess, runtime.multiple, runtime.device, runtime.dtype)
             for state, frame in zip(states, frames, strict=True)
         ]
         injections = _inject(model, inputs)

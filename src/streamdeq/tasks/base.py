@@ -95,7 +95,9 @@ class Task:
         if self.renderer is None:
             from ..errors import SettingsError
 
-            raise SettingsError(f"the {self.name} task has no renderer: its outputs cannot be drawn")
+            raise SettingsError(
+                f"the {self.name} task has no renderer: its outputs cannot be drawn"
+            )
         return self.renderer(model)
 
     def build_metric(self, model: Any) -> Metric:

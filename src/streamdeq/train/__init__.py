@@ -12,11 +12,11 @@
 
 from __future__ import annotations
 
+from .._deprecated import moved_attributes
 from .datasets import CachedDataset, list_datasets, register_dataset
 from .forward import DEQPlan, deq_forward, per_sample_jacobian_penalty
 from .loop import TrainingError, TrainResult, train
 from .recipe import Recipe, RecipeError, load_recipe
-from .._deprecated import moved_attributes
 from .tasks import Task, get_task, list_tasks, register_task
 
 #: moved to the task packages; importable from here for one more release

@@ -40,7 +40,7 @@ class DEQPlan:
 
 
 @dataclass
-class ForwardResult:
+class TrainingForward:
     """z (one (B, C_i, H_i, W_i) tensor per branch, with its graph), the forward solve's
     result (None while pretraining) and the Jacobian penalty (None when not computed)."""
 
@@ -57,7 +57,7 @@ def deq_forward(
     sample_ids: Sequence[int],
     seed: int,
     with_jacobian: bool,
-) -> ForwardResult:
+) -> TrainingForward:
     """z for a (B, 3, H, W) batch at training step ``step``.
 
     Args:
@@ -70,7 +70,7 @@ def deq_forward(
     args = (injection,) if masks is None else (injection, masks)
     z0 = model.init_state(injection)
     if step < plan.pretrain_steps:
-        return ForwardResult(unrolled_forward(model.f, z0, args, plan.num_layers), None, None)
+        return TrainingForward(unrolled_forward(model.f, z0, args, plan.num_layers), None, None)
     z, result, _ = equilibrium(
         model.f,
         z0,
@@ -85,7 +85,7 @@ def deq_forward(
     if with_jacobian:
         seeds = [seeding.stream_seed(seed, step, i, seeding.JACOBIAN) for i in sample_ids]
         jac_loss = per_sample_jacobian_penalty(model.f, result.z, args, seeds, plan.jac_samples)
-    return ForwardResult(z, result, jac_loss)
+    return TrainingForward(z, result, jac_loss)
 
 
 def per_sample_jacobian_penalty(

@@ -95,7 +95,7 @@ class BrightnessRenderer:
     def render(self, frame: np.ndarray, output: Tensor) -> tuple[np.ndarray, dict[str, Any]]:
         mean = float(output.mean())
         drawn = frame.copy()
-        drawn[: max(1, frame.shape[0] // 10)] = int(round(255 * mean))
+        drawn[: max(1, frame.shape[0] // 10)] = round(255 * mean)
         return drawn, {"mean_brightness": mean}
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from ..._deprecation import warn_deprecated
+from ..._deprecated import warn_deprecated
 from ...solvers import SolverResult
 from ..mdeq import ForwardResult, MDEQModel
 from .fpn import FeaturePyramid

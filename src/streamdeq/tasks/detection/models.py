@@ -101,6 +101,7 @@ XL_IMAGENET_VID = DetectorConfig(
     fpn_channels=256,
 )
 
+
 def register_models() -> None:
     register_model(
         "mdeq-det-tiny-synthetic",

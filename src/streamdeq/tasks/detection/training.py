@@ -90,4 +90,3 @@ class DetectionTask(Task):
         if residuals:
             values["val_rel_residual"] = float(torch.cat(residuals).mean())
         return values
-
