@@ -75,8 +75,8 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def leftovers(folder: Path) -> list[str]:
-    """Partial files a sink left behind."""
-    return sorted(p.name for p in folder.iterdir() if ".partial" in p.name)
+    """Incomplete files a sink left behind."""
+    return sorted(p.name for p in folder.iterdir() if ".incomplete." in p.name)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -425,6 +425,15 @@ def test_the_default_model_says_once_that_it_knows_only_generated_scenes(clip):
     assert len(notes) == 1
     assert "trained only on generated street scenes" in notes[0]
     assert "On real footage" in notes[0]
+
+
+def test_a_run_says_it_replaces_the_incomplete_output_of_a_killed_run(checkpoint, clip, tmp_path):
+    (tmp_path / "out.incomplete.mp4").write_bytes(b"a killed run's fragments")
+    messages = StringIO()
+    options = RunOptions(str(clip), checkpoint=checkpoint, iters=1, out=tmp_path / "out.mp4")
+    run_video(options, console=Console(file=messages, width=300))
+    assert f"note: replacing {tmp_path / 'out.incomplete.mp4'}" in messages.getvalue()
+    assert leftovers(tmp_path) == []
 
 
 def test_without_a_model_the_default_must_be_installed(clip, monkeypatch):

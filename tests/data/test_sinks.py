@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -18,6 +23,7 @@ from streamdeq.data import (
     StatsWriter,
     VideoWriter,
     open_video,
+    sinks,
 )
 from streamdeq.errors import SettingsError, StreamDEQError
 
@@ -61,9 +67,9 @@ def test_no_final_file_until_finished(tmp_path: Path) -> None:
     writer = VideoWriter(path, FPS, (WIDTH, HEIGHT))
     write_frames(writer, 4)
     assert not path.exists()
-    assert writer.partial_path.exists() and writer.partial_path.parent == tmp_path
+    assert writer.incomplete_path.exists() and writer.incomplete_path.parent == tmp_path
     assert writer.finish() == path
-    assert path.exists() and not writer.partial_path.exists()
+    assert path.exists() and not writer.incomplete_path.exists()
 
 
 def test_ctrl_c_in_the_block_keeps_the_frames_done(tmp_path: Path) -> None:
@@ -107,7 +113,7 @@ def test_other_exceptions_escaping_the_block_leave_no_file(tmp_path: Path) -> No
     with pytest.raises(RuntimeError), VideoWriter(path, FPS, (WIDTH, HEIGHT)) as writer:
         write_frames(writer, 3)
         raise RuntimeError("model crashed")
-    assert not path.exists() and not writer.partial_path.exists()
+    assert not path.exists() and not writer.incomplete_path.exists()
 
 
 def test_abort_keeps_an_existing_target_untouched(tmp_path: Path) -> None:
@@ -117,7 +123,7 @@ def test_abort_keeps_an_existing_target_untouched(tmp_path: Path) -> None:
     write_frames(writer, 2)
     writer.abort()
     assert path.read_bytes() == b"previous run"
-    assert not writer.partial_path.exists()
+    assert not writer.incomplete_path.exists()
 
 
 def test_finish_replaces_an_existing_target(tmp_path: Path) -> None:
@@ -253,7 +259,7 @@ def test_stats_json_is_one_valid_array(tmp_path: Path, rows: int) -> None:
 def test_stats_rows_are_on_disk_as_soon_as_written(tmp_path: Path) -> None:
     stats = StatsWriter(tmp_path / "stats.jsonl")
     stats.write({"frame": 0})
-    assert stats.partial_path.read_text() == '{"frame": 0}\n'
+    assert stats.incomplete_path.read_text() == '{"frame": 0}\n'
     assert not stats.path.exists()
     stats.finish()
     assert stats.path.read_text() == '{"frame": 0}\n'
@@ -339,3 +345,145 @@ def test_stats_csv_keeps_an_empty_cell_for_no_reset(tmp_path: Path) -> None:
     with path.open(newline="") as file:
         (row,) = list(csv.DictReader(file))
     assert row["reset"] == ""
+
+
+# ----------------------------------------------------------------------------- abrupt ends
+
+# Writes frames to a VideoWriter and rows to StatsWriters (one per path in argv[2:]), slowly,
+# and prints "<frames written> <frames durable>" after each: the parent kills it part-way.
+_SLOW_WRITER = """
+import sys, time
+import numpy as np
+from streamdeq.data import StatsWriter, VideoWriter
+
+flush_seconds, paths = float(sys.argv[1]), sys.argv[2:]
+sinks = [
+    VideoWriter(path, 25, (64, 48), flush_seconds=flush_seconds)
+    if path.endswith(("mp4", "mov", "mkv"))
+    else StatsWriter(path, flush_seconds=flush_seconds)
+    for path in paths
+]
+for index in range(100_000):
+    image = np.zeros((48, 64, 3), np.uint8)
+    image[..., 0] = (np.arange(64) * 3 + index * 4) % 256
+    image[..., 1] = np.random.default_rng(index).integers(0, 64, (48, 64))
+    for sink in sinks:
+        sink.write(image) if isinstance(sink, VideoWriter) else sink.write({"frame": index})
+    durable = getattr(sinks[0], "frames_durable", index + 1)
+    print(index + 1, durable, flush=True)
+    time.sleep(0.02)
+"""
+
+
+def kill_after(paths: list[Path], until: Callable[[int, int], bool]) -> tuple[int, int]:
+    """Run the slow writer on ``paths``, SIGKILL it once ``until(written, durable)``; returns
+    the last (written, durable) it printed."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_WRITER, "0.3", *map(str, paths)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in child.stdout:
+            written, durable = map(int, line.split())
+            if until(written, durable):
+                break
+        else:
+            pytest.fail(f"the writer ended by itself (exit code {child.wait()})")
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    return written, durable
+
+
+def decodable_frames(path: Path) -> int:
+    """Frames decoded from the start up to the first damaged packet (a torn last fragment)."""
+    frames = 0
+    with av.open(str(path)) as container:
+        try:
+            for packet in container.demux(video=0):
+                frames += len(packet.decode())
+        except av.FFmpegError:
+            pass
+    return frames
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_a_video_killed_hard_plays_up_to_its_last_flush(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"out{suffix}"
+    written, durable = kill_after([path], lambda written, durable: durable >= 20)
+    assert not path.exists()
+    # frames_durable: every frame before the last flushed keyframe (forced 0.3 s apart)
+    assert durable <= decodable_frames(tmp_path / f"out.incomplete{suffix}") <= written + 1
+
+
+def test_stats_killed_hard_keep_one_valid_row_per_frame_written(tmp_path: Path) -> None:
+    csv_path, jsonl_path = tmp_path / "stats.csv", tmp_path / "stats.jsonl"
+    written, _ = kill_after([csv_path, jsonl_path], lambda written, durable: written >= 10)
+    with (tmp_path / "stats.incomplete.csv").open(newline="") as file:
+        csv_rows = [int(row["frame"]) for row in csv.DictReader(file)]
+    lines = (tmp_path / "stats.incomplete.jsonl").read_text().splitlines()
+    jsonl_rows = [json.loads(line)["frame"] for line in lines]
+    for rows in (csv_rows, jsonl_rows):  # the child may have written one more before it died
+        assert rows == list(range(len(rows))) and written <= len(rows) <= written + 1
+
+
+def test_outputs_are_written_under_visible_incomplete_names(tmp_path: Path) -> None:
+    writer = VideoWriter(tmp_path / "out.mp4", FPS)
+    stats = StatsWriter(tmp_path / "stats.json")
+    write_frames(writer, 2)
+    stats.write({"frame": 0})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "out.incomplete.mp4",
+        "stats.incomplete.json",
+    ]
+    writer.finish(), stats.finish()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "stats.json"]
+
+
+def test_a_new_writer_replaces_an_incomplete_file_and_says_so(tmp_path: Path) -> None:
+    (tmp_path / "stats.incomplete.csv").write_text("frame\n0\n1\n")
+    replacing = StatsWriter(tmp_path / "stats.csv")
+    fresh = StatsWriter(tmp_path / "other.csv")
+    assert replacing.replaced_incomplete and not fresh.replaced_incomplete
+    assert (tmp_path / "stats.incomplete.csv").read_text() == ""
+
+
+def test_a_keyframe_is_forced_after_flush_seconds_of_wall_time(tmp_path, monkeypatch) -> None:
+    clock = iter(np.arange(0, 100, 0.1))  # each frame is written 0.1 s after the one before
+    monkeypatch.setattr(sinks, "monotonic", lambda: next(clock))
+    path = tmp_path / "out.mp4"
+    with VideoWriter(path, FPS, (WIDTH, HEIGHT), flush_seconds=0.95) as writer:
+        write_frames(writer, 45)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.pts is not None]
+    first = min(pts for pts, _ in packets)  # B-frames shift every pts by the same delay
+    keyframes = sorted(round((pts - first) * stream.time_base * FPS) for pts, key in packets if key)
+    assert keyframes == [0, 10, 20, 30, 40]
+
+
+def test_a_flush_puts_the_fragment_before_the_keyframe_on_disk(tmp_path, monkeypatch) -> None:
+    clock = iter(np.arange(0, 100, 0.1))
+    monkeypatch.setattr(sinks, "monotonic", lambda: next(clock))
+    writer = VideoWriter(tmp_path / "out.mp4", FPS, (WIDTH, HEIGHT), flush_seconds=0.95)
+    write_frames(writer, 40)  # keyframes at 0, 10, 20, 30; the encoder holds the last ones
+    assert writer.frames_durable in (10, 20, 30)
+    copy = tmp_path / "copy.mp4"
+    copy.write_bytes(writer.incomplete_path.read_bytes())  # as a kill would leave it
+    assert decodable_frames(copy) == writer.frames_durable
+    writer.abort()
+
+
+def test_a_finish_that_fails_keeps_the_incomplete_file(tmp_path, monkeypatch) -> None:
+    writer = VideoWriter(tmp_path / "out.mp4", FPS, (WIDTH, HEIGHT))
+    write_frames(writer, 5)
+
+    def disk_full(source: object, target: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sinks.os, "replace", disk_full)
+    with pytest.raises(OutputError, match="out.incomplete.mp4 keeps what was written"):
+        writer.finish()
+    assert probe(writer.incomplete_path)[-1] == 5

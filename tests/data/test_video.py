@@ -215,12 +215,12 @@ def test_truncated_mkv_is_caught_by_its_declared_duration(tmp_path: Path) -> Non
     assert caught.value.frames_read == received < 100
 
 
-def test_damaged_image_in_a_folder_reports_the_file(tmp_path: Path) -> None:
+def test_strict_stops_at_a_damaged_image_in_a_folder_and_reports_the_file(tmp_path: Path) -> None:
     for index in range(3):
         write_png_image(tmp_path / f"{index:03d}.png", gradient_frame(index))
     (tmp_path / "003.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     with pytest.raises(CorruptVideoError, match="003.png") as caught:
-        for _ in open_video(tmp_path):
+        for _ in open_video(tmp_path, strict=True):
             pass
     assert caught.value.frames_read == 3
 

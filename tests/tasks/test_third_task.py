@@ -81,7 +81,8 @@ def _plugin_site(root: Path) -> Path:
 def test_streamdeq_run_finds_the_toy_task_through_its_entry_point(tmp_path):
     clip = write_clip(tmp_path / "clip.mp4", frames=3)
     site = _plugin_site(tmp_path / "site")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
+    paths = [str(site), str(REPO), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     env.pop("STREAMDEQ_PLUGINS", None)
     out, stats = tmp_path / "toy.mp4", tmp_path / "toy.csv"
     command = [sys.executable, "-m", "streamdeq", "run", str(clip), "--model"]

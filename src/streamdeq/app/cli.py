@@ -6,10 +6,13 @@ Every error a user can cause ends as one line on stderr and exit code 2 (no trac
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 import typer
 from rich import box
@@ -17,6 +20,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import StreamDEQError
+
+if TYPE_CHECKING:
+    from .runner import RunReport
 
 # Choices and help that come from registries are computed by the functions below inside the
 # annotations: under ``from __future__ import annotations`` those are strings until typer reads
@@ -71,6 +77,9 @@ app = typer.Typer(
     rich_markup_mode="markdown",  # docstring line breaks are wrapping, not layout
 )
 console = Console()
+
+#: Ctrl-C's exit code (the ``run`` command's docstring lists them all).
+EXIT_CTRL_C = 130
 
 
 @app.command("models")
@@ -250,13 +259,32 @@ def run_command(
     solver: Annotated[_one_of(_solvers), typer.Option(help="fixed-point solver")] = "broyden",
     shot_policy: Annotated[_one_of(_shot_policies), typer.Option(help="on a cut")] = "keep",
     out: Annotated[Path | None, typer.Option(help="overlay video (.mp4); none if omitted")] = None,
-    stats: Annotated[Path | None, typer.Option(help="per-frame stats (.csv/.jsonl/.json)")] = None,
+    stats: Annotated[
+        Path | None,
+        typer.Option(
+            help="per-frame stats (.csv/.jsonl/.json); .csv and .jsonl keep every row even if "
+            "the run is killed, .json is valid only once the run ends"
+        ),
+    ] = None,
     max_frames: Annotated[int | None, typer.Option(help="stop after K frames")] = None,
     fps: Annotated[float | None, typer.Option(help="fps of image folders and --out")] = None,
     device: Annotated[str, typer.Option(help="auto|cpu|cuda|cuda:N")] = "auto",
     timeout: Annotated[
         float, typer.Option(help="seconds a stream URL may go silent before the run stops")
     ] = 10.0,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help="stop (exit 1) at the first frame that does not decode, not skip it"
+        ),
+    ] = False,
+    reconnect: Annotated[
+        float,
+        typer.Option(
+            help="seconds to keep reopening a live stream URL that ended or broke off (backoff "
+            "0.5 s doubling to 5 s; 0: off); the model state restarts, the outputs go on"
+        ),
+    ] = 0.0,
     task: Annotated[
         _one_of(_task_words) | None, typer.Option(help="renderer (default: the model's task)")
     ] = None,
@@ -271,13 +299,35 @@ def run_command(
             "video's pixels"
         ),
     ] = None,
+    stop_timeout: Annotated[
+        float,
+        typer.Option(
+            help="seconds Ctrl-C, SIGTERM or SIGHUP wait for the frame in progress before the "
+            "outputs are finished without it (keep it below the 10 s docker stop waits)"
+        ),
+    ] = 5.0,
 ) -> None:
     """Run a model on a video online, frame by frame: overlay video, per-frame stats, summary.
 
-    Exit 0 when done, 1 if the input broke off part-way, 130 on Ctrl-C (outputs keep the
-    frames done, complete and playable)."""
+    A frame that does not decode (a damaged image, a packet FFmpeg rejects, a stretch of stream
+    lost to garbage) is dropped and counted: the next stats row says how many in
+    `dropped_before`, the model's state carries over the gap, the summary gives the total
+    (--strict stops instead). Garbled data that still decodes into a picture cannot be told
+    from a good frame; frames FFmpeg flags as concealed are kept and marked `damaged`. An input
+    with no decodable frame is an error (exit 2).
+
+    Stopping: Ctrl-C, SIGTERM (`docker stop`, systemd, Kubernetes, schedulers) and SIGHUP let
+    the frame in progress finish, for at most --stop-timeout seconds, then finish the outputs
+    with the frames done (complete, playable files) and print the summary; a second signal
+    stops at once.
+
+    Exit codes: 0 done; 1 the input broke off part-way; 2 a mistake in the command, its input,
+    model or output paths (one line, nothing written); 74 an output could not be written mid-run
+    (disk full, file size limit, permission changed: the other outputs keep the frames done);
+    130 Ctrl-C; 143 SIGTERM and 129 SIGHUP (the process ends by the signal itself, which service
+    managers count as a clean stop)."""
     from .run_options import parse_size
-    from .runner import RunOptions, run_video, stop_line, summary_lines
+    from .runner import RunOptions, run_video, signal_name
 
     options = RunOptions(
         source=source,
@@ -297,20 +347,47 @@ def run_command(
         fps=fps,
         device=device,
         timeout=timeout,
+        strict=strict,
+        reconnect=reconnect,
         task=task,
         threads=threads,
         size=parse_size(size) if size is not None else None,
+        stop_timeout=stop_timeout,
     )
     try:
-        report = run_video(options, console=Console(stderr=True))
-    except KeyboardInterrupt:  # before the first frame: outputs were removed
-        print("streamdeq: interrupted before the first frame; no output written", file=sys.stderr)
-        raise SystemExit(130) from None
+        report = run_video(
+            options, console=Console(stderr=True), on_stop_timeout=_end_after_stop_timeout
+        )
+    except KeyboardInterrupt as stop:  # before the first frame: outputs were removed
+        signum = getattr(stop, "signum", signal.SIGINT)
+        print(
+            f"streamdeq: stopped by {signal_name(signum)} before the first frame; "
+            "no output written",
+            file=sys.stderr,
+        )
+        raise EndBySignal(signum) from None
+    _print_run_end(report)
+    if report.stopped == "interrupted" and report.signal is not None:
+        raise EndBySignal(report.signal)
+    if report.stopped is not None:
+        raise SystemExit(report.exit_code)  # typer.Exit would be swallowed by main()
+
+
+def _print_run_end(report: RunReport) -> None:
+    """The summary on stdout, then why the run stopped early (if it did) on stderr."""
+    from .runner import stop_line, summary_lines
+
     for line in summary_lines(report):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     if report.stopped is not None:
         print(f"streamdeq: {stop_line(report)}", file=sys.stderr)
-        raise SystemExit(report.exit_code)  # typer.Exit would be swallowed by main()
+
+
+def _end_after_stop_timeout(report: RunReport) -> None:
+    """On the stop timer's thread, the outputs finished without the frame still running: say
+    so and end the process now, as the signal would have (the main thread is busy in it)."""
+    _print_run_end(report)
+    end_by_signal(report.signal if report.signal is not None else signal.SIGINT)
 
 
 @app.command("train")
@@ -386,19 +463,71 @@ def _require_file(path: Path, what: str) -> None:
     require_file(path, what)
 
 
+class EndBySignal(SystemExit):
+    """A command stopped by a signal, its outputs finished: :func:`main` ends the process by
+    that signal. Where nothing does (typer's test runner), an exit with the code a shell would
+    show: 130 for Ctrl-C, 128 + the signal's number otherwise.
+
+    Attributes:
+        signum: the signal's number.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(EXIT_CTRL_C if signum == signal.SIGINT else 128 + signum)
+        self.signum = signum
+
+
+def end_by_signal(signum: int) -> NoReturn:
+    """End the process as ``signum`` would have, once the outputs are finished: a shell sees
+    128 + signum, and a service manager a stop by that signal, which systemd counts as clean
+    (an exit code 143 it counts as a failure). Ctrl-C exits with 130, as it always did.
+
+    Works from any thread: the stop timer calls it while the main thread is still in a frame.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if signum == signal.SIGINT:
+        if in_main_thread:
+            sys.exit(EXIT_CTRL_C)
+        os._exit(EXIT_CTRL_C)
+    if _restore_default_action(signum, in_main_thread):
+        signal.pthread_kill(threading.get_ident(), signum)  # the default action: the end
+    os._exit(128 + signum)
+
+
+def _restore_default_action(signum: int, in_main_thread: bool) -> bool:
+    """Give ``signum`` its default action again; False if this Python cannot."""
+    if in_main_thread:
+        signal.signal(signum, signal.SIG_DFL)
+        return True
+    try:  # signal.signal only works in the main thread; the C API it wraps works in any
+        import ctypes
+
+        setsig = ctypes.pythonapi.PyOS_setsig
+        setsig.argtypes, setsig.restype = (ctypes.c_int, ctypes.c_void_p), ctypes.c_void_p
+        setsig(signum, None)  # None is the null handler, SIG_DFL
+    except (ImportError, AttributeError, OSError):
+        return False
+    return True
+
+
 def main() -> None:
-    """Entry point: run the app, turning expected errors into one line and exit code 2."""
+    """Entry point: run the app, turning expected errors into one line and exit code 2, and
+    ending a run stopped by SIGTERM or SIGHUP by that signal (:func:`end_by_signal`)."""
     from ..cpu_allocator import tune_cpu_allocator
 
     tune_cpu_allocator()  # a process-wide setting: the command owns the process, the library not
     try:
         code = app(standalone_mode=False)  # returns the code of a typer.Exit in this mode
+    except EndBySignal as end:
+        end_by_signal(end.signum)
     except StreamDEQError as err:
         print(f"streamdeq: error: {err}", file=sys.stderr)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         print("streamdeq: interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(EXIT_CTRL_C)
     except typer.Exit as ex:
         sys.exit(ex.exit_code)
     except _click_exception_type() as err:  # usage errors arrive here in non-standalone mode

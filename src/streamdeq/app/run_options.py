@@ -49,6 +49,9 @@ FLAGS: dict[str, str] = {
     "fps": "--fps",
     "device": "--device",
     "timeout": "--timeout",
+    "stop_timeout": "--stop-timeout",
+    "strict": "--strict",
+    "reconnect": "--reconnect",
     "task": "--task",
     "threads": "--threads",
     "size": "--size",
@@ -59,7 +62,7 @@ FLAGS: dict[str, str] = {
 #: library message they become flags only where they are the field at fault.
 _PLAIN_WORDS = frozenset(
     {"source", "model", "checkpoint", "config", "mode", "solver", "policy", "out", "stats"}
-    | {"fps", "device", "timeout", "task", "threads", "size"}
+    | {"fps", "device", "timeout", "task", "threads", "size", "strict", "reconnect"}
 )
 
 
@@ -135,12 +138,21 @@ class RunOptions:
         device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
         timeout: seconds a network stream may take to open or to deliver more data before the
             run stops on it (the frames done are kept); files are not affected.
+        strict: stop at the first frame or image that does not decode (the frames done are
+            kept); by default it is dropped, counted, and the run goes on.
+        reconnect: seconds a live stream URL that ended or broke off is retried for (with
+            backoff) before the run ends on it; the stream's state is reset on reconnection
+            and the outputs go on in the same files. 0: no retry.
         task: the renderer (``streamdeq.tasks.task_words()``); default: the model's task.
         threads: CPU threads for torch (``torch.set_num_threads``); None leaves torch's default.
         size: the size the model sees: (H, W) to fit each frame inside with its aspect ratio
             kept, or one int for the short side (``PreprocessSettings.resize``); None: the
             inference size the weights declare, else the frame's own. The overlay video, the
             boxes and the stats stay in the source video's pixels.
+        stop_timeout: seconds a stop signal (Ctrl-C, SIGTERM, SIGHUP) waits for the frame in
+            progress before the outputs are finished without it: below the grace period of
+            service managers and container runtimes (Docker: 10 s), so they never kill a run
+            before its outputs are finished.
     """
 
     source: str
@@ -160,9 +172,12 @@ class RunOptions:
     fps: float | None = None
     device: str = "auto"
     timeout: float = 10.0
+    strict: bool = False
+    reconnect: float = 0.0
     task: str | None = None
     threads: int | None = None
     size: tuple[int, int] | int | None = None
+    stop_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         for name in ("checkpoint", "config", "out", "stats"):
@@ -232,6 +247,16 @@ class RunOptions:
             raise SettingsError(
                 f"--timeout must be a positive number of seconds, got {self.timeout}",
                 field="timeout",
+            )
+        if not (math.isfinite(self.reconnect) and self.reconnect >= 0):
+            raise SettingsError(
+                f"--reconnect must be a number of seconds >= 0, got {self.reconnect}",
+                field="reconnect",
+            )
+        if not (math.isfinite(self.stop_timeout) and self.stop_timeout > 0):
+            raise SettingsError(
+                f"--stop-timeout must be a positive number of seconds, got {self.stop_timeout}",
+                field="stop_timeout",
             )
         threads = self.threads
         if threads is not None and (

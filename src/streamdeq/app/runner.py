@@ -13,12 +13,27 @@ folders must exist and be writable), then the model is loaded, and only then doe
 How a run ends (``RunReport.stopped``, and the command's exit code):
 
 * complete (0): every frame of the input (or ``max_frames``) was processed;
-* input error (1): the input broke off part-way (truncated or damaged file, a stream that dropped);
-* interrupted (130): Ctrl-C. The first Ctrl-C lets the frame in progress finish, a second one
-  stops at once.
+* input error (1): the input broke off part-way (a truncated file, a stream that dropped or went
+  silent and did not come back within ``reconnect``), or with ``strict`` the first frame that
+  does not decode;
+* output error (74, EX_IOERR): an output could not be written mid-run (no space, file size limit,
+  permission changed); the other outputs are finished, the failing one only if its writer can
+  still finish it;
+* interrupted (130 for Ctrl-C, 128 + the signal's number for SIGTERM and SIGHUP): the way
+  terminals, service managers, containers and schedulers stop a job. The first signal lets the
+  frame in progress finish, but for at most ``stop_timeout`` seconds (a fully solved XL frame
+  takes ~26 s on a CPU, while Docker and Kubernetes send SIGKILL after 10-30 s): after that a
+  timer thread finishes the outputs without that frame. A second signal stops at once.
 
-In the last two cases the video and stats are finished with the frames done so far: complete,
+When the run stops early the video and stats are finished with the frames done so far: complete,
 playable files. If no frame was done, no output file is made and the input error is raised.
+
+A frame that does not decode (a damaged image in a folder, a packet the decoder rejects, a
+stretch of a stream lost to garbage) is not an error: it is dropped like a gap in time (the
+stream's state carries on to the next frame), the next stats row says how many were dropped
+before it (``dropped_before``), and the summary counts them. A live stream that reconnects
+(``reconnect``) starts again from zeros, as a new shot: its first row's ``reset`` is
+"reconnect".
 """
 
 from __future__ import annotations
@@ -32,7 +47,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import torch
 from rich.console import Console
@@ -48,17 +63,40 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from ..data import CorruptVideoError, StatsWriter, VideoFrame, VideoSource, VideoWriter, open_video
+from ..data import (
+    CorruptVideoError,
+    OutputError,
+    StatsWriter,
+    VideoFrame,
+    VideoSource,
+    VideoWriter,
+    open_video,
+)
 from ..stream import FrameInfo, StepResult, StreamDEQ
 from ..tasks import FrameRenderer, renderer_for
 from .run_options import RunOptions, load_run_model, resolve_device
 
-__all__ = ["RunOptions", "RunOutputs", "RunReport", "run_video", "stop_line", "summary_lines"]
+__all__ = [
+    "RunOptions",
+    "RunOutputs",
+    "RunReport",
+    "StopSignal",
+    "run_video",
+    "signal_name",
+    "stop_line",
+    "summary_lines",
+]
 
 #: Output frame rate when neither the input nor ``--fps`` gives one.
 FALLBACK_FPS = 25.0
 
-EXIT_COMPLETE, EXIT_INPUT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
+EXIT_COMPLETE, EXIT_INPUT_ERROR, EXIT_OUTPUT_ERROR, EXIT_INTERRUPTED = 0, 1, 74, 130
+
+#: The signals that stop a run cleanly: Ctrl-C, the stop request of service managers and
+#: container runtimes, and a closed terminal or a reload request.
+STOP_SIGNALS: tuple[int, ...] = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -66,9 +104,15 @@ EXIT_COMPLETE, EXIT_INPUT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
 
 class RunOutputs:
     """The overlay video and the stats file of a run, created (and so checked) together,
-    finished or aborted together."""
+    finished or aborted together.
+
+    ``lock`` is held for every write and for finishing, because a stop timeout finishes the
+    outputs from a timer thread while the frame loop may still be drawing: once ``closed``,
+    a write does nothing."""
 
     def __init__(self, out: Path | None, stats: Path | None, fps: float, size: tuple[int, int]):
+        self.lock = threading.RLock()
+        self.closed = False
         self.video = VideoWriter(out, fps, size) if out is not None else None
         try:
             self.stats = StatsWriter(stats) if stats is not None else None
@@ -82,24 +126,36 @@ class RunOutputs:
         return self.video is not None or self.stats is not None
 
     def write(self, image: Any, row: dict[str, Any]) -> None:
-        if self.video is not None:
-            self.video.write(image)
-        if self.stats is not None:
-            self.stats.write(row)
+        with self.lock:
+            if self.closed:
+                return
+            if self.video is not None:
+                self.video.write(image)
+            if self.stats is not None:
+                self.stats.write(row)
 
-    def finish(self) -> None:
-        try:
-            for sink in (self.video, self.stats):
-                if sink is not None:
+    def finish(self) -> dict[str, OSError]:
+        """Finish each output on its own, so one that cannot be written (a full disk) does not
+        cost the other its frames. Returns the failures by output ("video", "stats")."""
+        failures: dict[str, OSError] = {}
+        with self.lock:
+            self.closed = True
+            for name, sink in (("video", self.video), ("stats", self.stats)):
+                if sink is None:
+                    continue
+                try:
                     sink.finish()
-        except BaseException:
-            self.abort()
-            raise
+                except OSError as error:
+                    sink.abort()
+                    failures[name] = error
+        return failures
 
     def abort(self) -> None:
-        for sink in (self.video, self.stats):
-            if sink is not None:
-                sink.abort()
+        with self.lock:
+            self.closed = True
+            for sink in (self.video, self.stats):
+                if sink is not None:
+                    sink.abort()
 
 
 # ----------------------------------------------------------------------------- the run
@@ -112,8 +168,10 @@ class RunReport:
     Attributes:
         frames: frames processed (and written).
         total: frames the input declared (None: unknown, e.g. a live stream).
-        stopped: None (complete), "input_error" or "interrupted".
-        stop_reason: the input error's message, or "Ctrl-C".
+        stopped: None (complete), "input_error", "output_error" or "interrupted".
+        stop_reason: the input or output error's message, or the signal ("Ctrl-C", "SIGTERM").
+        signal: the stop signal's number when one stopped the run (the command then ends by it).
+        unfinished: outputs that could not be finished (an output error); not in ``out``/``stats``.
         out, stats: the files written (None: not asked for).
         model: where the model came from (name, checkpoint; "RANDOM weights" if so).
         task: the renderer used.
@@ -130,6 +188,8 @@ class RunReport:
     total: int | None = None
     stopped: str | None = None
     stop_reason: str = ""
+    signal: int | None = None
+    unfinished: list[Path] = field(default_factory=list)
     out: Path | None = None
     stats: Path | None = None
     model: str = ""
@@ -140,13 +200,21 @@ class RunReport:
     resets: int = 0
     divergences: int = 0
     iters_total: int = 0
+    dropped: int = 0
+    decode_errors: int = 0
+    damaged: int = 0
+    reconnects: int = 0
     latencies_ms: array = field(default_factory=lambda: array("d"))
 
     @property
     def exit_code(self) -> int:
-        return {None: EXIT_COMPLETE, "input_error": EXIT_INPUT_ERROR}.get(
-            self.stopped, EXIT_INTERRUPTED
-        )
+        """0, 1, 74, or 130 for Ctrl-C and 128 + the number of another stop signal (what a
+        shell shows for a process that signal ended)."""
+        if self.stopped == "interrupted" and self.signal not in (None, signal.SIGINT):
+            return 128 + self.signal
+        codes = {None: EXIT_COMPLETE, "input_error": EXIT_INPUT_ERROR}
+        codes["output_error"] = EXIT_OUTPUT_ERROR
+        return codes.get(self.stopped, EXIT_INTERRUPTED)
 
     def latency_ms(self, percentile: float) -> float:
         """A percentile (0..100) of the per-frame step latency (NaN before any frame)."""
@@ -178,6 +246,7 @@ def run_video(
     *,
     console: Console | None = None,
     on_frame: FrameCallback | None = None,
+    on_stop_timeout: Callable[[RunReport], None] | None = None,
 ) -> RunReport:
     """Run a model on a video online: each frame through the stream, drawn, written.
 
@@ -188,6 +257,9 @@ def run_video(
             Console, usually on stderr); None shows nothing. The bar only appears on a terminal.
         on_frame: called after each frame is written, with the decoded frame and the stream's
             result (e.g. to collect outputs).
+        on_stop_timeout: called from a timer thread, with the report (outputs already
+            finished), when a stop signal's frame did not finish within ``stop_timeout``; the
+            command ends the process there. Without it the run returns when that frame ends.
 
     Returns:
         the :class:`RunReport`; ``stopped`` says whether the run ended early, in which case the
@@ -201,9 +273,14 @@ def run_video(
     if options.threads is not None:  # process-wide, as the command owns the process
         torch.set_num_threads(options.threads)
     video = open_video(
-        options.source, max_frames=options.max_frames, fps=options.fps, timeout=options.timeout
+        options.source,
+        max_frames=options.max_frames,
+        fps=options.fps,
+        timeout=options.timeout,
+        strict=options.strict,
+        reconnect=options.reconnect,
     )
-    with video:
+    with video, _StopSignals(options.stop_timeout) as stop:
         fps = options.fps or video.fps or FALLBACK_FPS
         outputs = RunOutputs(options.out, options.stats, fps, video.size)
         try:
@@ -220,6 +297,15 @@ def run_video(
                     console.print(
                         f"{prefix}: {message}", markup=False, highlight=False, soft_wrap=True
                     )
+            for sink in (outputs.video, outputs.stats):  # a killed run's; it kept its name
+                if sink is not None and sink.replaced_incomplete:
+                    console.print(
+                        f"note: replacing {sink.incomplete_path}, left by a run that ended "
+                        "abruptly",
+                        markup=False,
+                        highlight=False,
+                        soft_wrap=True,
+                    )
         report = RunReport(
             total=video.frame_count,
             out=options.out,
@@ -228,7 +314,9 @@ def run_video(
             task=task,
             device=str(device),
         )
-        _process(video, stream, renderer, outputs, report, console, on_frame)
+        _process(video, stream, renderer, outputs, report, console, on_frame, stop, on_stop_timeout)
+        report.dropped, report.decode_errors = video.dropped, video.decode_errors
+        report.damaged, report.reconnects = video.damaged, video.reconnects
     return report
 
 
@@ -240,25 +328,49 @@ def _process(
     report: RunReport,
     console: Console | None,
     on_frame: FrameCallback | None,
+    stop: _StopSignals,
+    on_stop_timeout: Callable[[RunReport], None] | None,
 ) -> None:
     """The frame loop; finishes the outputs with the frames done, whatever stops it."""
     start = time.perf_counter()
+    interrupted = False
+
+    def stop_timed_out() -> None:  # on the timer thread, while the frame may still be running
+        with outputs.lock:
+            if outputs.closed:  # the loop got to finishing first
+                return
+            _record_stop_signal(report, stop, abandoned=True)
+            _finish_outputs(outputs, report, start)
+        if on_stop_timeout is not None:
+            on_stop_timeout(report)
+
     try:
-        with _deferred_interrupt() as interrupted, _progress(console, report.total) as advance:
+        with stop.frames(stop_timed_out), _progress(console, report.total) as advance:
             for frame in video:
+                if stop.requested:  # it came while decoding: start no new frame
+                    break
+                if frame.reconnected:  # a new connection is a new shot: start from zeros
+                    stream.reset()
                 result = stream.step(frame.image)
+                image = row = None
                 if outputs.wanted:  # drawing costs, and only the outputs need it
                     image, extra = renderer.render(frame.image, result.output)
                     row = _stats_row(frame, result.info, extra, renderer.columns)
-                    outputs.write(image, row)
-                report.record(result.info)
+                with outputs.lock, stop.second_signal_waits():  # the files and report agree
+                    if outputs.closed:  # the stop timeout finished them without this frame
+                        break
+                    if outputs.wanted:
+                        outputs.write(image, row)
+                    report.record(result.info)
                 advance(result.info)
                 if on_frame is not None:
                     on_frame(frame, result)
-                if interrupted():
-                    raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        report.stopped, report.stop_reason = "interrupted", "Ctrl-C"
+                if stop.requested:
+                    break
+    except KeyboardInterrupt:  # a second stop signal (or a Ctrl-C where no handler is set)
+        interrupted = True
+    except OutputError as error:  # no space, file size limit, permission changed
+        report.stopped, report.stop_reason = "output_error", str(error)
     except CorruptVideoError as error:
         if report.frames == 0:
             outputs.abort()
@@ -267,11 +379,42 @@ def _process(
     except BaseException:
         outputs.abort()
         raise
-    if report.frames == 0:  # nothing to show (Ctrl-C before the first frame): make no file
+    with outputs.lock:
+        if outputs.closed:  # by the stop timeout, which also filled in the report
+            return
+        if report.stopped is None and (stop.requested or interrupted):
+            _record_stop_signal(report, stop)
+        _finish_outputs(outputs, report, start)
+
+
+def _record_stop_signal(report: RunReport, stop: _StopSignals, abandoned: bool = False) -> None:
+    signum = stop.signum if stop.signum is not None else signal.SIGINT
+    report.stopped, report.signal, report.stop_reason = "interrupted", signum, signal_name(signum)
+    if abandoned:
+        report.stop_reason += (
+            f"; the frame in progress was abandoned at the {stop.timeout:g} s stop timeout"
+        )
+
+
+def _finish_outputs(outputs: RunOutputs, report: RunReport, start: float) -> None:
+    """Finish the outputs with the frames done (no file when none was); call it holding
+    ``outputs.lock``. An output that cannot be finished makes the run an output error."""
+    if report.frames == 0:  # nothing to show (stopped before the first frame): make no file
         outputs.abort()
         report.out = report.stats = None
     else:
-        outputs.finish()
+        failures = outputs.finish()
+        if "video" in failures and report.out is not None:
+            report.unfinished.append(report.out)
+            report.out = None
+        if "stats" in failures and report.stats is not None:
+            report.unfinished.append(report.stats)
+            report.stats = None
+        reasons = [str(error) for error in failures.values()]
+        if reasons and report.stopped == "output_error":  # what is left of the failing output
+            report.stop_reason = "; ".join([report.stop_reason, *reasons])
+        elif reasons:
+            report.stopped, report.stop_reason = "output_error", "; ".join(reasons)
     report.wall_seconds = time.perf_counter() - start
 
 
@@ -279,33 +422,123 @@ def _stats_row(
     frame: VideoFrame, info: FrameInfo, extra: dict[str, Any], columns: Sequence[str]
 ) -> dict[str, Any]:
     """One stats row: the stream's FrameInfo (with its shot_change column), the frame's
-    timestamp in seconds, then the renderer's ``columns`` (empty where it gave no value), so
-    every row has the same columns."""
+    timestamp in seconds, the input frames dropped just before it and whether the decoder
+    flagged it damaged, then the renderer's ``columns`` (empty where it gave no value), so
+    every row has the same columns. The stream reports a reset after a reconnection as a
+    manual one: the row says "reconnect", the cause."""
     row = info.as_row()
-    head = {"index": row.pop("index"), "timestamp": round(frame.timestamp, 6)}
+    head = {
+        "index": row.pop("index"),
+        "timestamp": round(frame.timestamp, 6),
+        "dropped_before": frame.dropped_before,
+        "damaged": frame.damaged,
+    }
+    if frame.reconnected:
+        row["reset"] = "reconnect"
     return head | row | {column: extra.get(column) for column in columns}
 
 
-@contextmanager
-def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
-    """The first Ctrl-C only raises a flag, checked between frames (so no frame is cut in the
-    middle of encoding); a second Ctrl-C interrupts at once. Only in the main thread, where
-    Python delivers signals; elsewhere Ctrl-C behaves as usual."""
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
-        return
-    received = []
+class StopSignal(KeyboardInterrupt):
+    """A stop signal that ends a run at once: one before the first frame (nothing is lost), or
+    a second one while the first lets a frame finish. A KeyboardInterrupt, so whatever handles
+    Ctrl-C handles SIGTERM and SIGHUP too.
 
-    def handler(signum: int, frame: Any) -> None:
-        if received:
-            raise KeyboardInterrupt
-        received.append(signum)
+    Attributes:
+        signum: the signal's number.
+    """
 
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield lambda: bool(received)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal_name(signum))
+        self.signum = signum
+
+
+def signal_name(signum: int) -> str:
+    """ "Ctrl-C" for SIGINT (what users press), else the signal's name ("SIGTERM")."""
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
+class _StopSignals:
+    """A run's handlers of :data:`STOP_SIGNALS`, which act by phase:
+
+    * setup (loading the model): a signal stops at once (:class:`StopSignal`): nothing is done;
+    * frames (:meth:`frames`): the first signal only raises a flag, checked between frames, so no
+      frame is cut in the middle of encoding, and arms a timer that calls ``on_timeout`` after
+      ``timeout`` seconds (the loop normally finishes the outputs first, which makes that call
+      do nothing); a second signal stops at once, or at the end of a
+      :meth:`second_signal_waits` block;
+    * finishing: a signal is recorded but stops nothing, so the outputs are finished whole.
+
+    The handler itself only sets flags, arms the timer or raises: the outputs are the loop's
+    (or the timer's) to finish. Handlers exist only in the main thread, where Python delivers
+    signals; elsewhere signals behave as usual and ``requested`` stays False.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.signum: int | None = None
+        self._phase = "setup"
+        self._on_timeout: Callable[[], None] = lambda: None
+        self._timer: threading.Timer | None = None
+        self._waiting = False
+        self._pending: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        """Whether a stop signal arrived."""
+        return self.signum is not None
+
+    def __enter__(self) -> Self:
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._phase = "finishing"
+        if self._timer is not None:
+            self._timer.cancel()
+        for signum, previous in self._previous.items():
+            # None: a handler set outside Python, which cannot be put back; the default is
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+
+    @contextmanager
+    def frames(self, on_timeout: Callable[[], None]) -> Iterator[None]:
+        """The frame loop's phase; ``on_timeout`` runs on the timer's thread."""
+        self._on_timeout, self._phase = on_timeout, "frames"
+        try:
+            yield
+        finally:
+            self._phase = "finishing"
+
+    @contextmanager
+    def second_signal_waits(self) -> Iterator[None]:
+        """A second signal inside the block stops the run when the block ends, so a frame's
+        write and its place in the report are never separated."""
+        self._waiting = True
+        try:
+            yield
+        finally:
+            self._waiting = False
+        if self._pending is not None:
+            raise StopSignal(self._pending)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        first = self.signum is None
+        if first:
+            self.signum = signum
+        if self._phase == "finishing":
+            return
+        if self._phase == "setup":
+            raise StopSignal(signum)
+        if first:
+            self._timer = threading.Timer(self.timeout, self._on_timeout)
+            self._timer.daemon = True  # never keeps a finished process alive
+            self._timer.start()
+        elif self._waiting:
+            self._pending = signum
+        else:
+            raise StopSignal(signum)
 
 
 class _FramesPerSecond(ProgressColumn):
@@ -352,6 +585,11 @@ def summary_lines(report: RunReport) -> list[str]:
         f"shot changes at frames {report.shot_changes or 'none'}; "
         f"{report.resets} resets, {report.divergences} diverged frames",
     ]
+    if report.dropped or report.damaged or report.reconnects:
+        lines.append(
+            f"input: {report.dropped} frames dropped ({report.decode_errors} rejected by the "
+            f"decoder), {report.damaged} damaged frames kept, {report.reconnects} reconnects"
+        )
     for what, path in (("video", report.out), ("stats", report.stats)):
         if path is not None:
             lines.append(f"wrote {what} {path}")
@@ -362,9 +600,13 @@ def stop_line(report: RunReport) -> str | None:
     """One line saying why the run stopped early and what was kept (None if it did not)."""
     if report.stopped is None:
         return None
-    kept = " and ".join(str(p) for p in (report.out, report.stats) if p is not None)
-    kept = f"{kept} hold" if kept else "the summary covers"
-    return (
-        f"stopped early ({report.stop_reason}): {kept} the {report.frames} frames done; "
-        "the files are complete"
-    )
+    kept = [str(p) for p in (report.out, report.stats) if p is not None]
+    if kept:
+        verb = "holds" if len(kept) == 1 else "hold"
+        line = f"{' and '.join(kept)} {verb} the {report.frames} frames done, complete"
+    else:
+        line = f"the summary covers the {report.frames} frames done"
+    unnamed = [str(p) for p in report.unfinished if str(p) not in report.stop_reason]
+    if unnamed:
+        line += f"; {' and '.join(unnamed)} could not be finished"
+    return f"stopped early ({report.stop_reason}): {line}"

@@ -40,12 +40,17 @@ class CorruptVideoError(VideoError, ValueError):
         source: the path or URL.
         frames_read: how many frames were decoded and handed out before the failure; the caller
             has already received exactly these and can finish its outputs with them.
+        reason: what failed, in a few words (e.g. the file and FFmpeg's message), for messages
+            that sum up several failures.
     """
 
-    def __init__(self, message: str, *, source: str = "", frames_read: int = 0) -> None:
+    def __init__(
+        self, message: str, *, source: str = "", frames_read: int = 0, reason: str = ""
+    ) -> None:
         super().__init__(message)
         self.source = source
         self.frames_read = frames_read
+        self.reason = reason
 
 
 class OutputError(StreamDEQError, OSError):

@@ -8,15 +8,25 @@ and returns a :class:`VideoSource`; iterating it decodes one :class:`VideoFrame`
         for frame in video:
             frame.image  # (H, W, 3) uint8 RGB
 
-A video that fails part-way (truncated, damaged, a stream that breaks off) raises
-:class:`CorruptVideoError` at the point of failure, with ``frames_read`` = the number of frames
-already handed out, so the caller can finish its outputs with exactly those.
+Bad input inside a readable source is skipped, as FFmpeg's own tools do: an image that does not
+decode, a packet the decoder rejects, a stretch of a stream the demuxer had to resynchronise over.
+The next frame says how many were lost before it (``VideoFrame.dropped_before``) and the source
+counts them (``dropped``, ``decode_errors``); frames the decoder flags as corrupt (concealed
+errors) are kept and counted (``damaged``). Garbage that still decodes into a plausible picture
+cannot be told from a good frame. With ``strict=True`` the first bad frame raises instead.
+
+What cannot be skipped raises :class:`CorruptVideoError` with ``frames_read`` = the number of
+frames already handed out, so the caller can finish its outputs with exactly those: a file that
+ends short of what its header declares, a stream that breaks off or goes silent (unless
+``reconnect`` seconds are given: then it is opened again, with backoff), and a source in which
+no frame at all decodes.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
@@ -36,11 +46,14 @@ from .errors import (
     NoImagesError,
     NotAVideoError,
     StreamOpenError,
+    VideoError,
 )
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_FOLDER_FPS = 25.0  # image folders carry no frame rate; Cityscapes sequences are 17 fps
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp")
+#: Reconnect backoff: the first wait, doubled after each failed attempt up to the cap (seconds).
+RECONNECT_FIRST_WAIT, RECONNECT_MAX_WAIT = 0.5, 5.0
 
 # First bytes of the containers a user is likely to hand us: a file that starts like one of these
 # but does not open is a damaged video, not "not a video".
@@ -63,11 +76,19 @@ class VideoFrame:
         timestamp: seconds since the first frame (from the container's timestamps when it has
             them, else ``index / fps``).
         image: (H, W, 3) uint8 RGB.
+        dropped_before: frames lost between the previous frame handed out and this one (images
+            or packets that did not decode, or a jump in the timestamps the demuxer skipped).
+        damaged: the decoder flagged this frame as corrupt (it concealed an error in it).
+        reconnected: the first frame after the stream was opened again (a new shot: what came
+            before it is no guide to it).
     """
 
     index: int
     timestamp: float
     image: np.ndarray
+    dropped_before: int = 0
+    damaged: bool = False
+    reconnected: bool = False
 
     @property
     def height(self) -> int:
@@ -90,14 +111,21 @@ class VideoSource(ABC):
         width, height: size of the frames in pixels (of the first frame, for image folders).
         frame_count: number of frames that iteration will yield, or None when unknown (live
             streams). For containers without an index it is estimated from the duration.
-        max_frames: iteration stops after this many frames (None: read to the end).
+        max_frames: iteration stops after this many frames handed out (None: read to the
+            end); dropped frames do not count.
+        strict: raise at the first frame that does not decode instead of skipping it.
+        dropped, decode_errors, damaged, reconnects: what the running (or last) iteration met:
+            frames lost, packets or images the decoder rejected (part of ``dropped``), frames
+            kept although the decoder flagged them corrupt, and reconnections of a stream.
     """
 
-    def __init__(self, source: str, max_frames: int | None) -> None:
+    def __init__(self, source: str, max_frames: int | None, strict: bool = False) -> None:
         if max_frames is not None and max_frames < 1:
             raise SettingsError(f"max_frames must be >= 1, got {max_frames}")
         self.source = source
         self.max_frames = max_frames
+        self.strict = strict
+        self.dropped = self.decode_errors = self.damaged = self.reconnects = 0
         self.fps: float | None = None
         self.width = 0
         self.height = 0
@@ -124,6 +152,7 @@ class VideoSource(ABC):
 
     def __iter__(self) -> Iterator[VideoFrame]:
         self._close_active()
+        self.dropped = self.decode_errors = self.damaged = self.reconnects = 0
         self._active = self._frames()
         return self._active
 
@@ -159,8 +188,83 @@ class VideoSource(ABC):
             self._active = None
 
 
+@dataclass
+class _Position:
+    """Where an iteration of a container stands; it spans the connections of a live stream, so
+    indices and timestamps go on across reconnections."""
+
+    index: int = 0  # the next frame's place in the source (frames handed out + dropped)
+    handed_out: int = 0
+    pending_drops: int = 0  # packets rejected since the last frame handed out
+    last_timestamp: float | None = None
+    reconnected: bool = False
+    # this connection's clock: its first frame time, the previous frame time, the smallest step
+    first_time: float | None = None
+    previous_time: float | None = None
+    step: float | None = None
+    offset: float = 0.0
+
+    def new_connection(self, fps: float | None) -> None:
+        """A new connection starts its own clock: continue the timeline one frame later."""
+        self.reconnected = True
+        self.first_time = self.previous_time = self.step = None
+        if self.last_timestamp is not None:
+            self.offset = self.last_timestamp + 1 / (fps or 1.0)
+
+    def place(self, time: float | None, fps: float | None) -> tuple[float, int]:
+        """The timestamp of a frame with the container time ``time`` (None: none), and how many
+        frames its timestamp says are missing before it (a jump of more than one frame step;
+        the step is the smallest seen on this connection, else 1 / fps)."""
+        if time is None:
+            step = 1 / (fps or 1.0)
+            later = 0.0 if self.last_timestamp is None else self.last_timestamp + step
+            return later + self.pending_drops * step, 0
+        if self.first_time is None:
+            self.first_time = time
+        missing = 0
+        if self.previous_time is not None:
+            gap = time - self.previous_time
+            step = self.step or (1 / fps if fps else None)
+            if step and gap > 1.5 * step:
+                missing = round(gap / step) - 1
+            if gap > 0:
+                self.step = gap if self.step is None else min(self.step, gap)
+        self.previous_time = time
+        return self.offset + time - self.first_time, missing
+
+
+@dataclass
+class _PacketSpan:
+    """How much of a file the demuxer delivered: packets holding data, and the presentation
+    times they span (seconds)."""
+
+    packets: int = 0
+    first: float | None = None
+    last: float | None = None
+
+    def add(self, packet: av.Packet) -> None:
+        if not packet.size:  # the empty packets that flush the decoder at the end
+            return
+        self.packets += 1
+        if packet.pts is not None and packet.time_base is not None:
+            time = float(packet.pts * packet.time_base)
+            self.first = time if self.first is None else min(self.first, time)
+            self.last = time if self.last is None else max(self.last, time)
+
+    def seconds(self, fps: float) -> float:
+        """The duration the packets cover, their last frame included."""
+        if self.first is None or self.last is None:
+            return self.packets / fps
+        return self.last - self.first + 1 / fps
+
+
 class ContainerSource(VideoSource):
-    """A video file or network stream opened with FFmpeg (any container and codec it handles)."""
+    """A video file or network stream opened with FFmpeg (any container and codec it handles).
+
+    A live stream (rtsp://, tcp://, ... see LIVE_SCHEMES) that ends or breaks off is opened again
+    when ``reconnect`` > 0: attempts start after 0.5 s, the wait doubling up to 5 s, for up to
+    ``reconnect`` seconds after the break; each attempt may take ``timeout`` itself.
+    """
 
     def __init__(
         self,
@@ -170,10 +274,13 @@ class ContainerSource(VideoSource):
         fps: float | None = None,
         timeout: float | None = None,
         options: Mapping[str, str] | None = None,
+        strict: bool = False,
+        reconnect: float = 0.0,
     ) -> None:
-        super().__init__(source, max_frames)
+        super().__init__(source, max_frames, strict)
         self._live = _is_url(source) and urlsplit(source).scheme.lower() in LIVE_SCHEMES
         self._timeout = timeout
+        self._reconnect = reconnect if self._live else 0.0
         self._options = _default_options(source) | dict(options or {})
         self._container = self._open()  # open now: errors surface before any work
         stream = self._container.streams.video[0]
@@ -239,52 +346,120 @@ class ContainerSource(VideoSource):
 
     def _frames(self) -> Generator[VideoFrame]:
         container, self._container = self._container or self._open(), None
+        position = _Position()
+        while True:
+            failure = yield from self._connection(container, position)
+            if self._reconnect <= 0 or self._done(position):
+                break
+            container = self._reopen()
+            if container is None:  # it did not come back: ended (or broke off) after all
+                break
+            self.reconnects += 1
+            position.new_connection(self.fps)
+        if failure is not None:
+            raise failure
+        if position.handed_out == 0 and self.dropped:
+            raise CorruptVideoError(
+                f"{_display(self.source)}: no frame could be decoded ({self.decode_errors} "
+                "packets rejected by the decoder); the input is damaged throughout",
+                source=self.source,
+                frames_read=0,
+            )
+
+    def _done(self, position: _Position) -> bool:
+        return self.max_frames is not None and position.handed_out >= self.max_frames
+
+    def _connection(
+        self, container: av.container.InputContainer, position: _Position
+    ) -> Generator[VideoFrame, None, CorruptVideoError | None]:
+        """The frames of one open container, until its end, ``max_frames``, or a failure,
+        which is returned (raised only for a rejected packet under ``strict``)."""
         with container:  # this generator owns the container now; closing it closes the file
             stream = container.streams.video[0]
             if not self._live:  # frame threads add latency, which only matters live
                 stream.codec_context.thread_type = "AUTO"
-            index, first_time, last_time = 0, None, None
-            decoded = container.decode(stream)
-            while self.max_frames is None or index < self.max_frames:
+            packets, span = container.demux(stream), _PacketSpan()
+            while not self._done(position):
                 try:
-                    frame = next(decoded, None)
-                    image = None if frame is None else frame.to_ndarray(format="rgb24")
+                    packet = next(packets, None)
                 except av.FFmpegError as error:
-                    raise self._failure(index, self._reason(error)) from error
-                if frame is None:
-                    self._check_complete(container, index, last_time)
-                    return
-                if frame.time is not None:
-                    first_time = frame.time if first_time is None else first_time
-                    last_time = frame.time - first_time
-                timestamp = last_time if last_time is not None else index / (self.fps or 1.0)
-                yield VideoFrame(index, float(timestamp), image)
-                index += 1
+                    return self._failure(position.handed_out, self._reason(error))
+                if packet is None:
+                    return self._check_complete(container, span, position.handed_out)
+                span.add(packet)
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError as error:
+                    if self.strict:
+                        raise self._failure(position.handed_out, self._reason(error)) from error
+                    self.decode_errors += 1
+                    self.dropped += 1
+                    position.pending_drops += 1
+                    continue
+                for frame in frames:
+                    if self._done(position):
+                        break
+                    yield self._hand_out(frame, position)
+        return None
+
+    def _hand_out(self, frame: av.VideoFrame, position: _Position) -> VideoFrame:
+        timestamp, missing = position.place(frame.time, self.fps)
+        dropped = max(position.pending_drops, missing)  # a rejected packet leaves a gap too
+        damaged = frame.is_corrupt
+        self.dropped += dropped - position.pending_drops  # those were counted as rejected
+        self.damaged += damaged
+        position.index += dropped
+        handed = VideoFrame(
+            position.index,
+            float(timestamp),
+            frame.to_ndarray(format="rgb24"),
+            dropped_before=dropped,
+            damaged=damaged,
+            reconnected=position.reconnected,
+        )
+        position.index += 1
+        position.handed_out += 1
+        position.pending_drops, position.reconnected = 0, False
+        position.last_timestamp = handed.timestamp
+        return handed
+
+    def _reopen(self) -> av.container.InputContainer | None:
+        """The stream opened again, or None if it did not come back within ``reconnect`` s."""
+        deadline = time.monotonic() + self._reconnect
+        wait = RECONNECT_FIRST_WAIT
+        while (remaining := deadline - time.monotonic()) > 0:
+            time.sleep(min(wait, remaining))
+            try:
+                return self._open()
+            except VideoError:
+                wait = min(2 * wait, RECONNECT_MAX_WAIT)
+        return None
 
     def _check_complete(
-        self, container: av.container.InputContainer, frames_read: int, last_time: float | None
-    ) -> None:
-        """A file that ends quietly short of what its header declares was truncated."""
+        self, container: av.container.InputContainer, span: _PacketSpan, frames_read: int
+    ) -> CorruptVideoError | None:
+        """A file that ends quietly short of what its header declares was truncated. Counted in
+        packets, not frames: a packet that is there but does not decode is damage, not loss."""
         if self._live:
-            return
+            return None
         stream = container.streams.video[0]
         if stream.frames > 0:
-            if frames_read < stream.frames - 2:  # a frame or two of slack: edit lists, delays
-                raise self._failure(
-                    frames_read, f"the file ends early (its header declares {stream.frames} frames)"
+            if span.packets < stream.frames - 2:  # a frame or two of slack: edit lists, delays
+                return self._failure(
+                    frames_read,
+                    f"the file ends early (its header declares {stream.frames} frames)",
                 )
-            return
+            return None
         # No index (Matroska, WebM, TS): compare with the duration when only video is in the file
         if container.duration and len(container.streams) == 1 and self.fps:
             declared = container.duration / av.time_base
-            reached = (
-                last_time if last_time is not None else frames_read / self.fps
-            ) + 1 / self.fps
+            reached = span.seconds(self.fps)
             if reached < declared - max(0.5, 3 / self.fps):
-                raise self._failure(
+                return self._failure(
                     frames_read,
                     f"the file ends at {reached:.2f} s but its header declares {declared:.2f} s",
                 )
+        return None
 
     def _reason(self, error: av.FFmpegError) -> str | None:
         """FFmpeg's words for a failure, except that an interrupted network read is a timeout
@@ -311,17 +486,52 @@ class ImageFolderSource(VideoSource):
     hidden files are skipped. Timestamps are ``index / fps``.
     """
 
-    def __init__(self, folder: str, *, max_frames: int | None = None, fps: float | None = None):
-        super().__init__(folder, max_frames)
+    def __init__(
+        self,
+        folder: str,
+        *,
+        max_frames: int | None = None,
+        fps: float | None = None,
+        strict: bool = False,
+    ):
+        super().__init__(folder, max_frames, strict)
         self.paths = _list_images(Path(folder))
         self.fps = fps or DEFAULT_FOLDER_FPS
         self._declared_count = len(self.paths)
-        first = self._read(self.paths[0], 0)  # a damaged first image fails now, not later
+        first = self._first_image()  # a folder with no good image fails now, not later
         self.height, self.width = first.shape[:2]
 
+    def _first_image(self) -> np.ndarray:
+        """The first image that decodes (under ``strict``, the first image)."""
+        for path in self.paths:
+            try:
+                return self._read(path, 0)
+            except CorruptVideoError as error:
+                if self.strict:
+                    raise
+                last_error = error
+        raise CorruptVideoError(
+            f"image folder {self.source}: none of its {len(self.paths)} images can be decoded "
+            f"(the last: {last_error.reason}); replace them",
+            source=self.source,
+            frames_read=0,
+        ) from last_error
+
     def _frames(self) -> Generator[VideoFrame]:
-        for index, path in enumerate(self.paths[: self.max_frames]):
-            yield VideoFrame(index, index / self.fps, self._read(path, index))
+        handed_out, dropped = 0, 0
+        for index, path in enumerate(self.paths):
+            if self.max_frames is not None and handed_out >= self.max_frames:
+                return
+            try:
+                image = self._read(path, handed_out)
+            except CorruptVideoError:
+                if self.strict:
+                    raise
+                self.dropped, self.decode_errors = self.dropped + 1, self.decode_errors + 1
+                dropped += 1
+                continue
+            yield VideoFrame(index, index / self.fps, image, dropped_before=dropped)
+            handed_out, dropped = handed_out + 1, 0
 
     def _read(self, path: Path, frames_read: int) -> np.ndarray:
         try:
@@ -335,6 +545,7 @@ class ImageFolderSource(VideoSource):
                 f"{frames_read} good frames; replace or remove that file",
                 source=self.source,
                 frames_read=frames_read,
+                reason=f"{path.name}: {reason}",
             ) from error
 
 
@@ -345,6 +556,8 @@ def open_video(
     fps: float | None = None,
     timeout: float | None = 10.0,
     options: Mapping[str, str] | None = None,
+    strict: bool = False,
+    reconnect: float = 0.0,
 ) -> VideoSource:
     """Open a video file, a folder of images or a network stream for lazy reading.
 
@@ -356,18 +569,29 @@ def open_video(
         timeout: seconds to wait for a network stream to open or deliver data (None: forever).
         options: extra FFmpeg demuxer options, e.g. ``{"rtsp_transport": "udp"}`` (rtsp uses
             TCP by default here, which survives lossy networks and NAT).
+        strict: raise at the first image or packet that does not decode (default: skip it,
+            count it in ``dropped`` and go on).
+        reconnect: for live stream URLs, seconds to keep trying to open the stream again after
+            it ends or breaks off (0: the end of the connection is the end of the stream).
 
     Raises:
         InputNotFoundError, InputNotReadableError, NotAVideoError, NoImagesError,
         StreamOpenError, CorruptVideoError (a file that starts like a video but cannot be opened).
-        Iteration raises CorruptVideoError where decoding fails.
+        Iteration raises CorruptVideoError where the input cannot go on (truncated, broken off,
+        nothing decodable; under ``strict``, the first frame that does not decode).
     """
     text = os.fspath(source)
     if text.startswith("file://"):
         text = text.removeprefix("file://")
     if _is_url(text):
         return ContainerSource(
-            text, max_frames=max_frames, fps=fps, timeout=timeout, options=options
+            text,
+            max_frames=max_frames,
+            fps=fps,
+            timeout=timeout,
+            options=options,
+            strict=strict,
+            reconnect=reconnect,
         )
     path = Path(text).expanduser()
     if not path.exists():
@@ -375,8 +599,10 @@ def open_video(
     if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
         raise InputNotReadableError(f"cannot read {path}: permission denied")
     if path.is_dir():
-        return ImageFolderSource(str(path), max_frames=max_frames, fps=fps)
-    return ContainerSource(str(path), max_frames=max_frames, fps=fps, options=options)
+        return ImageFolderSource(str(path), max_frames=max_frames, fps=fps, strict=strict)
+    return ContainerSource(
+        str(path), max_frames=max_frames, fps=fps, options=options, strict=strict
+    )
 
 
 def _list_images(folder: Path) -> list[Path]:

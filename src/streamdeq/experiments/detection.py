@@ -77,31 +77,17 @@ def fig8(
     return dataclasses.replace(result, name="fig8", plotter=plot)
 
 
-def table1_detect(
-    model: Any,
-    clips: Sequence[Any],
-    *,
-    iters: Sequence[int] = PAPER_ITERS,
-    non_streaming: bool = True,
-    evaluate: str = "last",
-    **stream_options: Any,
-) -> ExperimentResult:
+def table1_detect(model: Any, clips: Sequence[Any], **options: Any) -> ExperimentResult:
     """mAP@50, frames/s and speed-up of StreamDEQ at each M against the fully solved baseline:
-    :func:`~streamdeq.experiments.table1.table1` on a detector.
+    :func:`~streamdeq.experiments.table1.table1` on a detector, with its arguments (``iters``,
+    ``non_streaming``, ``evaluate``, stream settings).
 
     Returns:
         rows (scheme, mode, M, iters_per_frame, map50, map, voc_map50, num_images,
         ms_per_frame, fps, speedup); the baseline first, its speed-up 1.
     """
     require_detector("table1-detect", model)
-    result = table1(
-        model,
-        with_boxes(clips),
-        iters=iters,
-        non_streaming=non_streaming,
-        evaluate=evaluate,
-        **stream_options,
-    )
+    result = table1(model, with_boxes(clips), **options)
     plot = partial(
         plot_accuracy_vs_speed,
         metric="map50",

@@ -176,3 +176,19 @@ def check_iters(iters: Sequence[int]) -> list[int]:
     for m in values:
         check_int("iters", m, label="iterations per frame")
     return sorted(set(values))
+
+
+__all__ = [
+    "NO_SHOTS",
+    "PAPER_ITERS",
+    "FrameOutput",
+    "Run",
+    "Scheme",
+    "StateTap",
+    "check_iters",
+    "reference_states",
+    "relative_distance",
+    "run_clip",
+    "run_last_frames",
+    "zero_distance",
+]

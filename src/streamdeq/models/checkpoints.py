@@ -19,20 +19,21 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import tempfile
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-import yaml
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from ..errors import CheckpointError, StreamDEQError
-from .config import MDEQConfig
+from .config import MDEQConfig, ModelConfigError, read_official_yaml
 from .layers import WeightNormConv2d
 from .mdeq import MDEQModel
 from .pretrained import (
@@ -122,25 +123,26 @@ def load_official_mdeq(
         CheckpointMismatchError: the checkpoint does not fit the config.
         CheckpointError: the file cannot be read as a state dict.
     """
-    model = MDEQModel(MDEQConfig.from_official_yaml(config_yaml, task=task))
+    official = read_official_yaml(config_yaml)
+    model = MDEQModel(
+        MDEQConfig.from_official_mapping(official, task=task, source=str(config_yaml))
+    )
     if isinstance(state_dict_path, Mapping):
         raw, source = state_dict_path, "state dict"
     else:
-        raw, source = read_torch_checkpoint(state_dict_path, map_location), str(state_dict_path)
+        raw = read_torch_checkpoint(state_dict_path, map_location)
+        source = f"{state_dict_path} (config {config_yaml})"  # either file may be the wrong one
     load_official_state_dict(model, raw, source=source)
-    model.pretrained_info = _official_info(config_yaml, model)
+    model.pretrained_info = _official_info(official, model)
     return model.to(map_location).eval()
 
 
-def _official_info(config_yaml: str | Path, model: MDEQModel) -> PretrainedInfo | None:
+def _official_info(official: object, model: MDEQModel) -> PretrainedInfo | None:
     """The contract of official weights: ImageNet statistics (every official experiment
-    normalises with them), trained on the yaml's DATASET.DATASET."""
+    normalises with them), trained on the yaml's DATASET.DATASET (``official``: the parsed yaml,
+    whose structure the config has checked already)."""
     info = derive_pretrained_info(model, format_version=FORMAT_VERSION)
-    try:
-        with open(config_yaml, encoding="utf-8") as handle:
-            dataset = (yaml.safe_load(handle) or {}).get("DATASET") or {}
-    except (OSError, yaml.YAMLError):  # read moments ago by the config: no news to report
-        return info
+    dataset = (official.get("DATASET") if isinstance(official, Mapping) else None) or {}
     name = dataset.get("DATASET") if isinstance(dataset, Mapping) else None
     if info is None or not name:
         return info
@@ -155,7 +157,18 @@ def load_official_state_dict(
     expected = {_official_name(k): (k, tuple(v.shape)) for k, v in model.state_dict().items()}
     tolerated = {name: tuple(shape) for name, shape in official_copy_shapes(model).items()}
     native = _match(flat, expected, tolerated, source)
-    model.load_state_dict(native, strict=True)
+    _load_matched(model, native, source)
+
+
+def _load_matched(model: nn.Module, native: Mapping[str, Tensor], source: str) -> None:
+    """``load_state_dict`` of tensors whose names and shapes fit; a dtype that cannot be copied
+    into the model's (a damaged file) is a :class:`CheckpointError` naming ``source``."""
+    try:
+        model.load_state_dict(native, strict=True)
+    except (RuntimeError, TypeError) as err:
+        raise CheckpointError(
+            f"{source} holds tensors the model cannot take: {_one_line(err)}"
+        ) from None
 
 
 def export_official_state_dict(model: MDEQModel) -> OrderedDict[str, Tensor]:
@@ -216,17 +229,66 @@ def _official_name(native_key: str) -> str:
 
 
 def read_torch_checkpoint(path: str | Path, map_location="cpu") -> Mapping:
-    """``torch.load`` restricted to tensors and plain containers (no arbitrary pickles)."""
+    """``torch.load`` restricted to tensors and plain containers (no arbitrary pickles).
+
+    Raises:
+        CheckpointError: the file is missing, not a file, empty, unreadable, damaged, or holds
+            Python objects other than tensors (refused for safety); one line naming the file.
+    """
+    check_checkpoint_file(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickles it then refuses
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # a damaged pickle can fail with any type inside torch
+        if isinstance(err, pickle.UnpicklingError) and "Unsupported global" in str(err):
+            raise CheckpointError(
+                f"{path} contains Python code or objects other than tensors "
+                f"({_torch_reason(err)}), which torch.load(weights_only=True) refused for "
+                "safety; if you trust its source, load it with torch.load(path, "
+                "weights_only=False) and pass the resulting dict instead of the path"
+            ) from None
+        raise CheckpointError(
+            f"cannot read {path} as a PyTorch checkpoint (truncated, damaged or not written by "
+            f"torch.save): {_torch_reason(err)}"
+        ) from None
+
+
+def check_checkpoint_file(path: str | Path) -> None:
+    """Raise a :class:`CheckpointError` naming ``path`` unless it is a non-empty file this
+    process can read; the loaders' own errors for these cases do not say which it is."""
+    try:
+        if os.path.isdir(path):
+            raise CheckpointError(f"{path} is a directory, not a checkpoint file")
+        with open(path, "rb") as handle:
+            empty = not handle.read(1)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint file not found: {path}") from None
-    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as err:
-        raise CheckpointError(
-            f"cannot read {path} as a tensor-only PyTorch checkpoint ({err}). If it holds other "
-            "Python objects and you trust its source, load it with torch.load(path, "
-            "weights_only=False) and pass the resulting dict instead of the path."
-        ) from None
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {_reason(err)}") from None
+    if empty:
+        raise CheckpointError(f"{path} is empty, not a checkpoint (an interrupted download?)")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _torch_reason(err: BaseException) -> str:
+    """The gist of a ``torch.load`` failure in one short line (torch's span paragraphs)."""
+    text = _ANSI.sub("", str(err))
+    if "Unsupported global" in text:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        return f"{found.group(1)} is not allowed" if found else "an object is not allowed"
+    text = text.split("WeightsUnpickler error:", 1)[-1].strip()
+    text = " ".join(re.split(r"\n\s*\n", text, maxsplit=1)[0].split())
+    text = text.split(". ", 1)[0].rstrip(".")
+    if not text:
+        return "the file ends too early" if isinstance(err, EOFError) else type(err).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 def unwrap_state_dict(obj: Mapping, source: str = "checkpoint") -> dict[str, Tensor]:
@@ -248,6 +310,8 @@ def unwrap_state_dict(obj: Mapping, source: str = "checkpoint") -> dict[str, Ten
                 f"all tensors and none of {', '.join(WRAPPER_KEYS)} holds one"
             )
         obj = inner
+    else:
+        raise CheckpointError(f"{source} holds no state dict: wrappers nest too deep")
     flat = {_strip(str(k), "module."): v for k, v in obj.items()}
     keys = list(flat)
     if any(k.startswith("model.") for k in keys) and all(
@@ -372,23 +436,51 @@ def load_safetensors(
 
     With ``model`` given, the weights are loaded into it (its config must build the same
     tensors); otherwise a model is built from the config stored in the file.
+
+    Raises:
+        CheckpointError: the file is missing, not a file, empty, unreadable, truncated or
+            damaged, not a streamdeq model (no config, another format), or its tensors do not
+            fit (:class:`CheckpointMismatchError`); one line naming the file.
     """
+    check_checkpoint_file(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = handle.metadata() or {}
             tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
-    except (OSError, RuntimeError, ValueError, SafetensorError) as err:
-        raise CheckpointError(f"cannot read {path} as a safetensors file: {err}") from None
+    except (OSError, RuntimeError, ValueError, TypeError, SafetensorError) as err:
+        reason = _one_line(err).removeprefix("Error while deserializing header: ")
+        raise CheckpointError(
+            f"{path} is not a valid safetensors file (truncated or damaged?): {reason}"
+        ) from None
     if model is None:
-        if "config" not in metadata:
-            raise CheckpointError(
-                f"{path} has no streamdeq config in its metadata; pass the model to load into"
-            )
-        model = _model_from_config(metadata["config"])
+        model = _model_from_metadata(metadata, path)
     expected = {k: (k, tuple(v.shape)) for k, v in model.state_dict().items()}
-    model.load_state_dict(_match(tensors, expected, {}, str(path)), strict=True)
+    _load_matched(model, _match(tensors, expected, {}, str(path)), str(path))
     model.pretrained_info = _read_info(metadata, model, path)
     return model.to(device).eval()
+
+
+def _model_from_metadata(metadata: Mapping[str, str], path: str | Path) -> nn.Module:
+    """The model the config in a safetensors file's metadata describes."""
+    family = metadata.get("format", SAFETENSORS_FORMAT)
+    if family != SAFETENSORS_FORMAT:
+        raise CheckpointError(
+            f"{path} holds an unknown model family (format {family!r}, expected "
+            f"{SAFETENSORS_FORMAT!r}); pass the model to load into"
+        )
+    if "config" not in metadata:
+        raise CheckpointError(
+            f"{path} has no streamdeq config in its metadata; pass the model to load into"
+        )
+    try:
+        return _model_from_config(metadata["config"])
+    except json.JSONDecodeError as err:
+        problem = f"is not valid JSON ({err})"
+    except (ModelConfigError, CheckpointError) as err:
+        problem = f"is invalid: {err}"
+    except (ValueError, TypeError, KeyError, AttributeError) as err:  # a damaged config
+        problem = f"is invalid ({type(err).__name__}: {_one_line(err)})"
+    raise CheckpointError(f"{path}: the model config in its metadata {problem}")
 
 
 def _read_info(metadata: Mapping[str, str], model: nn.Module, path: str | Path):
@@ -400,11 +492,18 @@ def _read_info(metadata: Mapping[str, str], model: nn.Module, path: str | Path):
         return PretrainedInfo.from_json(metadata[PRETRAINED_KEY])
     except PretrainedInfoError as err:
         raise CheckpointError(f"{path}: {err}") from None
+    except (ValueError, TypeError) as err:  # a damaged record: a field of the wrong kind
+        raise CheckpointError(f"{path}: invalid pretrained info ({_one_line(err)})") from None
 
 
 def _model_from_config(text: str) -> nn.Module:
     """The model a saved config describes: a detector's config holds its MDEQ as ``backbone``."""
-    if "backbone" in json.loads(text):
+    values = json.loads(text)
+    if not isinstance(values, dict):
+        raise CheckpointError(
+            f"a JSON object of settings was expected, got {type(values).__name__}"
+        )
+    if "backbone" in values:
         from .detection import DetectorConfig
 
         return DetectorConfig.from_json(text).build()

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
+from numbers import Integral, Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ..errors import SettingsError
+from ..errors import CheckpointError, SettingsError
 
 if TYPE_CHECKING:
     from .mdeq import MDEQModel
@@ -38,6 +39,13 @@ _DATASET_TASKS = {
 
 class ModelConfigError(SettingsError):
     """An MDEQ configuration that cannot be built (inconsistent sizes, unknown values, ...)."""
+
+
+class OfficialConfigError(ModelConfigError, CheckpointError):
+    """An official experiment yaml that cannot be read or is not an MDEQ config.
+
+    Both kinds of error: the yaml is settings, and it is half of an official checkpoint (a
+    loader's caller catches :class:`CheckpointError` for every file that will not load)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,7 @@ class MDEQConfig:
     bn_momentum: float | None = None
 
     def __post_init__(self) -> None:
+        _check_types(self)
         for name in ("num_channels", "num_blocks", "head_channels"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         if self.bn_momentum is None and self.task in TASK_BN_MOMENTUM:
@@ -122,6 +131,10 @@ class MDEQConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> MDEQConfig:
         """A config from a mapping of field names; unknown names are an error, not dropped."""
+        if not isinstance(values, Mapping):
+            raise ModelConfigError(
+                f"an MDEQ config must be a mapping of settings, got {type(values).__name__}"
+            )
         unknown = sorted(set(values) - set(config_fields()))
         if unknown:
             raise ModelConfigError(
@@ -144,12 +157,51 @@ class MDEQConfig:
         classification HEAD_CHANNELS) unless given. A missing FINAL_CONV_KERNEL (no official
         default) is taken as 1, the value of every official segmentation experiment.
         """
+        return cls.from_official_mapping(read_official_yaml(path), task=task, source=str(path))
+
+    @classmethod
+    def from_official_mapping(
+        cls, raw: Any, task: str | None = None, source: str = "config"
+    ) -> MDEQConfig:
+        """The config of an official experiment yaml already parsed (:func:`read_official_yaml`);
+        ``source`` names the file in errors."""
+        values = official_yaml_values({} if raw is None else raw, task=task, source=source)
         try:
-            with open(path, encoding="utf-8") as handle:
-                raw = yaml.safe_load(handle) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ModelConfigError(f"cannot read official MDEQ config {path}: {err}") from None
-        return cls(**official_yaml_values(raw, task=task, source=str(path)))
+            return cls(**values)
+        except ModelConfigError as err:
+            key = _OFFICIAL_KEYS.get(err.field or "")
+            where = f" (from {key})" if key else ""
+            raise OfficialConfigError(f"{source}: {err}{where}", field=err.field) from None
+
+
+#: libyaml's parser where PyYAML has it (several times faster), else the pure-Python one.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_official_yaml(path: str | Path) -> Any:
+    """The parsed content of a yaml file (None when empty).
+
+    Raises:
+        OfficialConfigError: the file cannot be read or is not valid YAML (one line).
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.load(handle, Loader=_YAML_LOADER)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise OfficialConfigError(
+            f"cannot read official MDEQ config {path}: {_read_failure(err)}"
+        ) from None
+
+
+def _read_failure(err: BaseException) -> str:
+    """Why a yaml file could not be read, in one line (YAML errors span several)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None)
+    if isinstance(err, yaml.YAMLError) and mark is not None and problem:
+        return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    if isinstance(err, UnicodeDecodeError):
+        return "not a text file (not UTF-8)"
+    return getattr(err, "strerror", None) or " ".join(str(err).split())
 
 
 def config_fields() -> list[str]:
@@ -160,15 +212,20 @@ def official_yaml_values(
     raw: Mapping[str, Any], task: str | None = None, source: str = "config"
 ) -> dict[str, Any]:
     """MDEQConfig keyword arguments from a parsed official yaml mapping."""
-    model = raw.get("MODEL") or {}
-    extra = model.get("EXTRA") or {}
-    stage = extra.get("FULL_STAGE") or {}
-    dataset = raw.get("DATASET") or {}
-    train = raw.get("TRAIN") or {}
+    if not isinstance(raw, Mapping):
+        raise OfficialConfigError(
+            f"{source} is not an official MDEQ config: its top level is {type(raw).__name__}, "
+            "not a mapping of sections such as MODEL and DATASET"
+        )
+    model = _section(raw, "MODEL", source)
+    extra = _section(model, "MODEL.EXTRA", source)
+    stage = _section(extra, "MODEL.EXTRA.FULL_STAGE", source)
+    dataset = _section(raw, "DATASET", source)
+    train = _section(raw, "TRAIN", source)
 
     def required(key: str) -> Any:
         if key not in stage:
-            raise ModelConfigError(f"{source}: MODEL.EXTRA.FULL_STAGE.{key} is required")
+            raise OfficialConfigError(f"{source}: MODEL.EXTRA.FULL_STAGE.{key} is required")
         return stage[key]
 
     _check_official_constant(stage, "NUM_MODULES", 1, source)
@@ -206,13 +263,76 @@ def official_yaml_values(
     return values
 
 
+#: Where each setting comes from in an official yaml, for messages about a wrong value.
+_OFFICIAL_KEYS = {
+    "num_branches": "MODEL.EXTRA.FULL_STAGE.NUM_BRANCHES",
+    "num_channels": "MODEL.EXTRA.FULL_STAGE.NUM_CHANNELS",
+    "num_blocks": "MODEL.EXTRA.FULL_STAGE.NUM_BLOCKS",
+    "head_channels": "MODEL.EXTRA.FULL_STAGE.HEAD_CHANNELS",
+    "final_chansize": "MODEL.EXTRA.FULL_STAGE.FINAL_CHANSIZE",
+    "final_conv_kernel": "MODEL.EXTRA.FINAL_CONV_KERNEL",
+    "expansion": "MODEL.EXPANSION_FACTOR",
+    "num_groups": "MODEL.NUM_GROUPS",
+    "dropout": "MODEL.DROPOUT",
+    "wnorm": "MODEL.WNORM",
+    "downsample_times": "MODEL.DOWNSAMPLE_TIMES",
+    "f_thres": "MODEL.F_THRES",
+    "b_thres": "MODEL.B_THRES",
+    "num_layers": "MODEL.NUM_LAYERS",
+    "pretrain_steps": "TRAIN.PRETRAIN_STEPS",
+    "num_classes": "MODEL.NUM_CLASSES or DATASET.NUM_CLASSES",
+}
+
+
+def _section(parent: Mapping[str, Any], dotted: str, source: str) -> Mapping[str, Any]:
+    """The mapping under the last key of ``dotted`` in ``parent`` (empty when absent)."""
+    value = parent.get(dotted.rsplit(".", 1)[-1])
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise OfficialConfigError(
+            f"{source}: {dotted} must be a mapping of settings, got {type(value).__name__}"
+        )
+    return value
+
+
 def _check_official_constant(stage: Mapping[str, Any], key: str, value: Any, source: str) -> None:
     # The official code reads these and then ignores them (it always builds one BASIC/SUM
     # module); accepting another value silently would build a different model than asked for.
     if key in stage and stage[key] != value:
-        raise ModelConfigError(
+        raise OfficialConfigError(
             f"{source}: FULL_STAGE.{key} = {stage[key]!r} is not supported; MDEQ has only {value!r}"
         )
+
+
+def _check_types(cfg: MDEQConfig) -> None:
+    """Each field of the kind its default has, so that a config read from a file (JSON, yaml)
+    fails with the field's name rather than deep inside a comparison or a layer."""
+    for field in fields(cfg):
+        value = getattr(cfg, field.name)
+        default = field.default
+        if default is MISSING or (default is None and value is None):
+            continue
+        if isinstance(default, tuple):
+            ok = isinstance(value, (tuple, list)) and all(_is_int(v) for v in value)
+            kind = "a list of integers"
+        elif isinstance(default, bool):
+            ok, kind = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, kind = _is_int(value), "an integer"
+        elif isinstance(default, float) or default is None:
+            ok = isinstance(value, Real) and not isinstance(value, bool)
+            kind = "a number"
+        else:
+            ok, kind = isinstance(value, type(default)), f"a {type(default).__name__}"
+        if not ok:
+            raise ModelConfigError(
+                f"invalid MDEQ config: {field.name} must be {kind}, got {value!r}", field=field.name
+            )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
 
 
 def _validate(cfg: MDEQConfig) -> None:

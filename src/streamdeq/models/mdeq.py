@@ -209,29 +209,10 @@ class MDEQModel(nn.Module):
         self._last_solver_result = result
         return result.z, result
 
-    def forward(
-        self,
-        x: Tensor,
-        max_iter: int | None = None,
-        solver: str = "broyden",
-        tol: float | None = None,
-        train_step: int = -1,
-        *,
-        backward: BackwardSettings | None = None,
-        jac_samples: int = 0,
-        **solver_options,
-    ) -> Tensor:
-        """Logits of a (B, 3, H, W) batch; :meth:`forward_with_info` says how they came about."""
-        return self.forward_with_info(
-            x,
-            max_iter,
-            solver,
-            tol,
-            train_step,
-            backward=backward,
-            jac_samples=jac_samples,
-            **solver_options,
-        ).output
+    def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        """Logits of a (B, 3, H, W) batch. The arguments are :meth:`forward_with_info`'s, which
+        also says how the logits came about (fixed point, solver result, Jacobian penalty)."""
+        return self.forward_with_info(x, *args, **kwargs).output
 
     def forward_with_info(
         self,

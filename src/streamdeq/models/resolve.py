@@ -24,6 +24,7 @@ from torch import nn
 
 from ..errors import CheckpointError, SettingsError, StreamDEQError, UnknownModelError
 from .checkpoints import load_official_mdeq, load_safetensors
+from .config import OfficialConfigError
 from .pretrained import PretrainedInfo, derive_pretrained_info, pretrained_info_of
 from .zoo import ModelEntry, create_model, get_entry
 
@@ -94,7 +95,8 @@ def resolve_model(
         UnknownModelError: ``name`` is not registered (the message lists the known ones).
         MissingWeightsError: no trained weights under ``weights="required"``, or no name given
             and the default model is not installed with its weights.
-        CheckpointError: a checkpoint that is missing, unreadable or does not fit its config.
+        CheckpointError: a checkpoint (or its official yaml) that is missing, unreadable,
+            damaged or does not fit its config; the message is one line naming the file.
     """
     if weights not in WEIGHTS_POLICIES:
         raise SettingsError(
@@ -143,7 +145,7 @@ def _from_checkpoint(path: Path, config: str | Path | None) -> tuple[nn.Module, 
         )
     config = Path(config).expanduser()
     require_file(path, "checkpoint", CheckpointError)
-    require_file(config, "config yaml", SettingsError)
+    require_file(config, "config yaml", OfficialConfigError)
     model = load_official_mdeq(config, path)
     return model, None, f"official checkpoint {path} ({config.name})"
 

@@ -134,18 +134,24 @@ def _cls(**values: Any) -> MDEQConfig:
     return MDEQConfig(task="classification", wnorm=True, num_groups=8, **values)
 
 
-def _seg(**values: Any) -> MDEQConfig:
-    return MDEQConfig(
-        task="segmentation",
-        wnorm=True,
-        num_groups=8,
-        downsample_times=2,
-        num_layers=3,
-        num_classes=19,
-        final_conv_kernel=1,
-        head_channels=(),
-        **values,
-    )
+def segmentation_config(**values: Any) -> MDEQConfig:
+    """An MDEQ segmentation config with the official Cityscapes experiments' shared values
+    (weight norm, stride-4 stem, 19 classes, a 1x1 final conv, ...); ``values`` set the rest
+    and may replace any of them."""
+    shared = {
+        "task": "segmentation",
+        "wnorm": True,
+        "num_groups": 8,
+        "downsample_times": 2,
+        "num_layers": 3,
+        "num_classes": 19,
+        "final_conv_kernel": 1,
+        "head_channels": (),
+    }
+    return MDEQConfig(**{**shared, **values})
+
+
+_seg = segmentation_config
 
 
 _WIDE = (88, 176, 352, 704)

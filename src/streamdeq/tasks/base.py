@@ -74,6 +74,8 @@ class Task:
         description: one line for help texts.
         renderer: builds the frame renderer, or None when outputs cannot be drawn.
         metric: builds the experiments' metric, or None when the task has none.
+        training: builds the trainer's side of the task (a :class:`streamdeq.train.Task`),
+            registered for recipes' ``train.task: NAME``; None when it cannot be trained.
         headline: the metric's main column (plotted against speed: "miou", "map50").
         headline_label: how plots name it ("mIoU", "mAP@50").
         experiments: experiment names that only make sense for this task, with what they run
@@ -86,6 +88,7 @@ class Task:
     description: str = ""
     renderer: RendererFactory | None = None
     metric: MetricFactory | None = None
+    training: Callable[[], Any] | None = None
     headline: str = ""
     headline_label: str = ""
     experiments: Mapping[str, Callable[..., Any]] = field(default_factory=dict)

@@ -8,15 +8,19 @@ from typing import Any
 from ..errors import SettingsError
 from ..plugins import load_plugins
 from ..registry import Registry
+from ..train.tasks import register_task as register_training_task
 from .base import FrameRenderer, Task
 
 TASKS: Registry[Task] = Registry("task", error=SettingsError, loader=load_plugins)
 
 
 def register_task(task: Task, *, overwrite: bool = False) -> Task:
-    """Make ``task`` known to the engine's users: ``streamdeq run --task``, the experiments and
-    the model zoo's checks. Call it from the task package's ``__init__``."""
-    return TASKS.register(task.name, task, overwrite=overwrite)
+    """Make ``task`` known to ``streamdeq run --task``, the experiments and (with its
+    ``training``) the trainer's recipes. Call it from the task package's ``__init__``."""
+    TASKS.register(task.name, task, overwrite=overwrite)
+    if task.training is not None:
+        register_training_task(task.name, task.training, overwrite=overwrite)
+    return task
 
 
 def list_tasks() -> list[str]:

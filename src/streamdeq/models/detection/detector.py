@@ -129,21 +129,10 @@ class MDEQDetector(nn.Module):
         """The backbone's solve (see MDEQModel.solve): (z, SolverResult)."""
         return self.backbone.solve(x, z0, **options)
 
-    def forward(
-        self,
-        x: Tensor,
-        targets: Sequence[dict[str, Tensor]] | None = None,
-        max_iter: int | None = None,
-        solver: str = "broyden",
-        tol: float | None = None,
-        train_step: int = -1,
-        **deq_options: Any,
-    ) -> dict[str, Tensor] | Detections:
+    def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> dict[str, Tensor] | Detections:
         """Losses (with ``targets``) or detections (without) of a (B, 3, H, W) batch; the
         arguments are :meth:`forward_with_info`'s."""
-        return self.forward_with_info(
-            x, targets, max_iter, solver, tol, train_step, **deq_options
-        ).output
+        return self.forward_with_info(x, *args, **kwargs).output
 
     def forward_with_info(
         self,

@@ -9,7 +9,6 @@ detector family in :mod:`streamdeq.models.detection`.
 
 from __future__ import annotations
 
-from ...train.tasks import register_task as register_training_task
 from ..base import Task
 from ..registry import register_task
 from .metric import DetectionMetric, detection_metric
@@ -23,13 +22,13 @@ TASK = Task(
     description="boxes with class names and scores",
     renderer=BoxRenderer,
     metric=detection_metric,
+    training=DetectionTask,
     headline="map50",
     headline_label="mAP@50",
     target_key="boxes",
 )
 
 register_task(TASK)
-register_training_task(TASK.name, DetectionTask)
 register_models()
 
 __all__ = ["TASK", "BoxRenderer", "DetectionMetric", "DetectionTask"]

@@ -10,6 +10,8 @@ task.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ...data.imagenet_vid import VID_CLASS_NAMES
 from ...data.labels import CITYSCAPES_CLASSES
 from ...models.config import MDEQConfig
@@ -21,24 +23,33 @@ from ...models.zoo import WEIGHTS_DIR, register_model
 #: bicycle.
 SYNTHETIC_THING_IDS = (11, 12, 13, 14, 15, 18)
 
-TINY_SYNTHETIC_WEIGHTS = "mdeq-det-tiny-synthetic.safetensors"
 
-TINY_SYNTHETIC = DetectorConfig(
-    backbone=MDEQConfig(
+def _backbone(**values: Any) -> MDEQConfig:
+    """A detector backbone: a 4-branch MDEQ built like the segmentation models (stride-4 stem,
+    one block per branch), whose per-pixel head the detector replaces."""
+    return MDEQConfig(
         task="segmentation",
         num_branches=4,
-        num_channels=(8, 16, 32, 64),
         num_blocks=(1, 1, 1, 1),
-        expansion=2,
-        num_groups=4,
         dropout=0.0,
         wnorm=True,
         downsample_times=2,
+        num_layers=4,
+        num_classes=1,
+        **values,
+    )
+
+
+TINY_SYNTHETIC_WEIGHTS = "mdeq-det-tiny-synthetic.safetensors"
+
+TINY_SYNTHETIC = DetectorConfig(
+    backbone=_backbone(
+        num_channels=(8, 16, 32, 64),
+        expansion=2,
+        num_groups=4,
         f_thres=18,
         b_thres=18,
-        num_layers=4,
         pretrain_steps=450,
-        num_classes=1,
         # the official dense-prediction momentum (0.01) leaves the stem's running statistics
         # far from the batch statistics after a few hundred CPU steps, and an eval-mode
         # detector then sees an almost input-independent injection; 0.1 converges in ~50 steps
@@ -71,8 +82,7 @@ TINY_SYNTHETIC = DetectorConfig(
 TINY_SYNTHETIC_PRETRAINED = PretrainedInfo(
     task="detection",
     architecture="mdeq-faster-rcnn",
-    mean=(0.485, 0.456, 0.406),
-    std=(0.229, 0.224, 0.225),
+    # mean, std: the recipe's defaults, ImageNet's, as PretrainedInfo's
     class_names=TINY_SYNTHETIC.class_names,
     input_size=(128, 256),
     f_thres=TINY_SYNTHETIC.f_thres,
@@ -80,21 +90,13 @@ TINY_SYNTHETIC_PRETRAINED = PretrainedInfo(
 )
 
 XL_IMAGENET_VID = DetectorConfig(
-    backbone=MDEQConfig(
-        task="segmentation",
-        num_branches=4,
+    backbone=_backbone(
         num_channels=(88, 176, 352, 704),
-        num_blocks=(1, 1, 1, 1),
         expansion=6,
         num_groups=8,
-        dropout=0.0,
-        wnorm=True,
-        downsample_times=2,
         f_thres=26,
         b_thres=26,
-        num_layers=4,
         pretrain_steps=0,
-        num_classes=1,
     ),
     class_ids=tuple(range(len(VID_CLASS_NAMES))),
     class_names=VID_CLASS_NAMES,

@@ -6,7 +6,6 @@ training task (``train.task: segmentation``) and the bundled ``mdeq-seg-tiny-syn
 
 from __future__ import annotations
 
-from ...train.tasks import register_task as register_training_task
 from ..base import Task
 from ..registry import register_task
 from .metric import SegmentationMetric, segmentation_metric
@@ -20,13 +19,13 @@ TASK = Task(
     description="class colours over the frame (Cityscapes palette) with a legend",
     renderer=SegmentationRenderer,
     metric=segmentation_metric,
+    training=SegmentationTask,
     headline="miou",
     headline_label="mIoU",
     target_key="label map",
 )
 
 register_task(TASK)
-register_training_task(TASK.name, SegmentationTask)
 register_models()
 
 __all__ = [

@@ -4,29 +4,22 @@ family's, registered in :mod:`streamdeq.models.zoo`)."""
 from __future__ import annotations
 
 from ...data.labels import CITYSCAPES_CLASSES
-from ...models.config import MDEQConfig
 from ...models.pretrained import GENERATED_SCENES, PretrainedInfo
-from ...models.zoo import register_model
+from ...models.zoo import register_model, segmentation_config
 
 # Trained here: configs/seg_mdeq_tiny_synthetic.yaml on the generated street scenes
 # (streamdeq.data.synthetic); the package ships its weights.
-TINY_SYNTHETIC = MDEQConfig(
-    task="segmentation",
+TINY_SYNTHETIC = segmentation_config(
     num_branches=4,
     num_channels=(8, 16, 32, 64),
     num_blocks=(1, 1, 1, 1),
     expansion=2,
     num_groups=4,
     dropout=0.0,
-    wnorm=True,
-    downsample_times=2,
     f_thres=24,
     b_thres=16,
     num_layers=4,
     pretrain_steps=400,
-    num_classes=19,
-    head_channels=(),
-    final_conv_kernel=1,
 )
 
 
@@ -36,8 +29,7 @@ TINY_SYNTHETIC = MDEQConfig(
 TINY_SYNTHETIC_PRETRAINED = PretrainedInfo(
     task="segmentation",
     architecture="mdeq",
-    mean=(0.485, 0.456, 0.406),
-    std=(0.229, 0.224, 0.225),
+    # mean, std: the recipe's defaults, ImageNet's, as PretrainedInfo's
     class_names=CITYSCAPES_CLASSES,
     input_size=(128, 256),
     f_thres=TINY_SYNTHETIC.f_thres,
