@@ -4,3 +4,6 @@ from ._deprecated import warn_moved
 from .app.cli import *  # noqa: F403
 
 warn_moved("streamdeq.cli", "streamdeq.app.cli")
+
+if __name__ == "__main__":  # python -m streamdeq.cli, as before the move
+    main()  # noqa: F405

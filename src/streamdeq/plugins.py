@@ -66,9 +66,12 @@ def plugin_modules_from_env() -> list[str]:
 def _import(target: str, where: str) -> None:
     """Import ``module`` or ``module:callable`` (the callable is then called with no argument)."""
     module_name, _, attribute = target.partition(":")
+    # any failure of a plugin's own code (not only a missing module) is the plugin's, and must
+    # reach the user as one line naming it, not as a traceback out of an unrelated command
     try:
         module = importlib.import_module(module_name.strip())
-    except ImportError as error:
-        raise PluginError(f"the streamdeq plugin {target!r} from {where} failed: {error}") from None
-    if attribute:
-        getattr(module, attribute.strip())()
+        if attribute:
+            getattr(module, attribute.strip())()
+    except Exception as error:
+        what = f"{type(error).__name__}: {error}" if not isinstance(error, ImportError) else error
+        raise PluginError(f"the streamdeq plugin {target!r} from {where} failed: {what}") from None

@@ -36,6 +36,10 @@ def test_models_lists_the_named_configurations():
     ("args", "message"),
     [
         (("convert", "missing.yaml", "missing.pth", "out.safetensors"), "config file not found"),
+        (("convert", "a.yaml", "b.pth", "out.txt"), "must be a .safetensors file"),
+        (("run", "in.mp4", "--mode", "offline"), "Invalid value for '--mode'"),
+        (("run", "in.mp4", "--bogus"), "No such option: --bogus"),
+        (("run",), "Missing argument"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_non_zero(args, message, tmp_path):
@@ -143,3 +147,47 @@ def test_every_run_option_has_a_flag_in_the_table_and_on_the_command():
     for field in fields(RunOptions):
         flag = FLAGS[field.name]
         assert flag in shown or not flag.startswith("--"), flag
+
+
+def _plugin(folder: Path, name: str, body: str) -> dict[str, str]:
+    """The environment of a process whose STREAMDEQ_PLUGINS names module ``name`` (``body``)."""
+    (folder / f"{name}.py").write_text(body)
+    paths = [str(folder), os.environ.get("PYTHONPATH", "")]
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in paths if p),
+        "STREAMDEQ_PLUGINS": name,
+    }
+
+
+def test_a_plugin_solver_is_listed_and_accepted_by_run(tmp_path):
+    body = (
+        "from streamdeq.solvers import fixed_point, register_solver\n"
+        "register_solver('plugin_solver', fixed_point)\n"
+    )
+    env = _plugin(tmp_path, "solver_plugin", body)
+    command = [sys.executable, "-m", "streamdeq"]
+    listed = subprocess.run([*command, "solvers"], env=env, capture_output=True, text=True)
+    assert listed.returncode == 0 and "plugin_solver" in listed.stdout, listed.stderr
+    helped = subprocess.run([*command, "run", "--help"], env=env, capture_output=True, text=True)
+    assert "plugin_solver" in helped.stdout
+
+
+def test_a_plugin_that_fails_is_one_line_naming_it(tmp_path):
+    env = _plugin(tmp_path, "broken_plugin", "raise RuntimeError('boom')\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "streamdeq", "models"], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "broken_plugin" in lines[0] and "RuntimeError: boom" in lines[0]
+
+
+def test_models_lists_a_plugin_model_of_another_family(tmp_path):
+    env = _plugin(tmp_path, "family_plugin", "import tests.tasks.toy_brightness\n")
+    env["PYTHONPATH"] += os.pathsep + str(Path(__file__).resolve().parents[2])
+    out = subprocess.run(
+        [sys.executable, "-m", "streamdeq", "models"], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert "toy-brightness-tiny" in out.stdout and "mdeq-seg-tiny-synthetic *" in out.stdout

@@ -293,6 +293,13 @@ def test_stats_non_finite_numbers_become_null_in_json(tmp_path: Path) -> None:
     assert json.loads(path.read_text()) == {"residual": None, "trace": [1.0, None]}
 
 
+def test_stats_missing_values_are_empty_cells_in_csv(tmp_path: Path) -> None:
+    path = tmp_path / "stats.csv"
+    with StatsWriter(path, columns=["frame", "reset", "shot_score", "residual"]) as stats:
+        stats.write({"frame": 0, "reset": None, "shot_score": float("nan"), "residual": 0.5})
+    assert path.read_text().splitlines() == ["frame,reset,shot_score,residual", "0,,,0.5"]
+
+
 def test_stats_header_only_when_no_rows_but_columns_known(tmp_path: Path) -> None:
     path = tmp_path / "stats.csv"
     StatsWriter(path, columns=["frame", "iters"]).finish()

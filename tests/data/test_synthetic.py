@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from streamdeq import cli
+from streamdeq.app import cli
 from streamdeq.data.cityscapes import CityscapesSequence
 from streamdeq.data.errors import OutputError
 from streamdeq.data.synthetic import (

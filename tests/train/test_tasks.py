@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streamdeq.train import RecipeError, SegmentationTask, get_task, register_task, train
+from streamdeq.tasks.segmentation import SegmentationTask
+from streamdeq.train import RecipeError, get_task, register_task, train
 
 
 class RecordingSegmentation(SegmentationTask):

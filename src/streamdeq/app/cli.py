@@ -19,7 +19,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import StreamDEQError
+from ..errors import SettingsError, StreamDEQError
 
 if TYPE_CHECKING:
     from .runner import RunReport
@@ -86,21 +86,38 @@ EXIT_CTRL_C = 130
 def models_command() -> None:
     """List the named model configurations."""
     from ..models import get_config, list_models
+    from ..models.zoo import get_entry
 
-    table = Table("name", "task", "channels", "F_THRES", "classes", box=box.SIMPLE, pad_edge=False)
+    table = Table(
+        "name",
+        "task",
+        "channels",
+        "F_THRES",
+        "classes",
+        box=box.SIMPLE,
+        pad_edge=False,
+        caption="* bundled trained weights; the others are random until a checkpoint is loaded",
+    )
     names = list_models()
-    table.columns[0].min_width = max(map(len, names))  # names stay whole on narrow terminals
+    table.columns[0].min_width = max(map(len, names)) + 2  # names stay whole on narrow terminals
     table.columns[2].min_width = len("88,176,352,704")
     for name in names:
         cfg = get_config(name)
+        backbone = getattr(cfg, "backbone", cfg)  # a detector lists its backbone's channels
+        channels = getattr(backbone, "num_channels", None)
         table.add_row(
-            name,
-            cfg.task,
-            ",".join(map(str, cfg.num_channels)),
-            str(cfg.f_thres),
-            str(cfg.num_classes),
+            f"{name} *" if _has_weights(get_entry(name)) else name,
+            str(getattr(cfg, "task", "-")),
+            ",".join(map(str, channels)) if channels else "-",
+            str(getattr(cfg, "f_thres", "-")),
+            str(getattr(cfg, "num_classes", "-")),
         )
     console.print(table)
+
+
+def _has_weights(entry: object) -> bool:
+    path = entry.weights_path()  # type: ignore[attr-defined]
+    return path is not None and path.is_file()
 
 
 @app.command("solvers")
@@ -122,6 +139,8 @@ def convert_command(
     out: Annotated[Path, typer.Argument(help="output .safetensors file")],
 ) -> None:
     """Convert an official MDEQ checkpoint to a self-describing safetensors file."""
+    if out.suffix.lower() != ".safetensors":  # `run --checkpoint` reads it by this suffix
+        raise SettingsError(f"{out}: the output must be a .safetensors file")
     _require_file(config_yaml, "config")
     _require_file(checkpoint, "checkpoint")
     from ..models import load_official_mdeq, save_safetensors
@@ -158,15 +177,18 @@ def generate_command(
     console.print(f"wrote {len(written)} clips of {frames} frames ({split}) under {out}")
 
 
+#: --model and --checkpoint of the commands that run the bundled model unless told otherwise
+BundledModelOption = Annotated[
+    str | None, typer.Option(help="model name (default: the bundled mdeq-seg-tiny-synthetic)")
+]
+SafetensorsOption = Annotated[Path | None, typer.Option(help="a .safetensors model to run instead")]
+
+
 @app.command("demo")
 def demo_command(
     out: Annotated[Path, typer.Option(help="output folder")] = Path("streamdeq-demo"),
-    model: Annotated[
-        str | None, typer.Option(help="model name (default: the bundled mdeq-seg-tiny-synthetic)")
-    ] = None,
-    checkpoint: Annotated[
-        Path | None, typer.Option(help="a .safetensors model to run instead")
-    ] = None,
+    model: BundledModelOption = None,
+    checkpoint: SafetensorsOption = None,
     clips: Annotated[int, typer.Option(min=1, help="held-out clips for Table 1")] = 8,
     frames: Annotated[int, typer.Option(min=2, help="frames per clip")] = 20,
     figure_clips: Annotated[int, typer.Option(min=1, help="clips for Fig. 3 and Fig. 5")] = 4,
@@ -197,12 +219,8 @@ def demo_command(
 @app.command("experiment")
 def experiment_command(
     name: Annotated[str, typer.Argument(help=_experiment_help())],
-    model: Annotated[
-        str | None, typer.Option(help="model name (default: the bundled mdeq-seg-tiny-synthetic)")
-    ] = None,
-    checkpoint: Annotated[
-        Path | None, typer.Option(help="a .safetensors model to run instead")
-    ] = None,
+    model: BundledModelOption = None,
+    checkpoint: SafetensorsOption = None,
     random_weights: Annotated[
         bool, typer.Option(help="randomly initialised weights (mechanics only)")
     ] = False,
@@ -258,7 +276,13 @@ def run_command(
     mode: Annotated[_one_of(_modes), typer.Option(help="the scheme")] = "stream",
     solver: Annotated[_one_of(_solvers), typer.Option(help="fixed-point solver")] = "broyden",
     shot_policy: Annotated[_one_of(_shot_policies), typer.Option(help="on a cut")] = "keep",
-    out: Annotated[Path | None, typer.Option(help="overlay video (.mp4); none if omitted")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="overlay video (.mp4, .mkv, ...) at the source's size (odd sides padded by one "
+            "pixel, as H.264 needs); none if omitted"
+        ),
+    ] = None,
     stats: Annotated[
         Path | None,
         typer.Option(
@@ -531,10 +555,22 @@ def main() -> None:
     except typer.Exit as ex:
         sys.exit(ex.exit_code)
     except _click_exception_type() as err:  # usage errors arrive here in non-standalone mode
-        err.show()
+        _show_usage_error(err)
         sys.exit(err.exit_code)
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def _show_usage_error(err: Exception) -> None:
+    """A wrong flag or value as one line, like every other user error; a bare command that
+    asks for its help (no arguments) still gets the help."""
+    if type(err).__name__ == "NoArgsIsHelpError":
+        err.show()  # type: ignore[attr-defined]
+        return
+    ctx = getattr(err, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    message = " ".join(err.format_message().split())  # type: ignore[attr-defined]
+    print(f"streamdeq: error: {message}{hint}", file=sys.stderr)
 
 
 def _click_exception_type() -> type[Exception]:
@@ -544,3 +580,7 @@ def _click_exception_type() -> type[Exception]:
     except ImportError:
         from typer._click.exceptions import ClickException
     return ClickException
+
+
+if __name__ == "__main__":  # python -m streamdeq.app.cli
+    main()

@@ -79,6 +79,7 @@ def in_flag_words(error: SettingsError) -> SettingsError:
     words = sorted(spellings, key=len, reverse=True)  # "shot policy" before "policy"
     pattern = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, words)) + r")(?![\w-])")
     message = pattern.sub(lambda match: spellings[match.group(1)], str(error))
+    message = re.sub(r",? or None\b", "", message)  # an omitted flag is the library's None
     return SettingsError(message, field=error.field)
 
 

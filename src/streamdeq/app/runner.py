@@ -578,12 +578,17 @@ def summary_lines(report: RunReport) -> list[str]:
     if report.frames == 0:
         return [f"no frames processed with {report.model}; no output written"]
     lines = [
-        f"{report.frames} frames with {report.model} on {report.device} ({report.task}): "
+        f"{_count(report.frames, 'frame')} with {report.model} on {report.device} "
+        f"({report.task}): "
         f"step latency median {report.latency_ms(50):.1f} ms, p90 {report.latency_ms(90):.1f} "
         f"ms, {report.mean_iters:.2f} iterations/frame, "
         f"{report.frames / max(report.wall_seconds, 1e-9):.1f} frames/s overall",
-        f"shot changes at frames {report.shot_changes or 'none'}; "
-        f"{report.resets} resets, {report.divergences} diverged frames",
+        (
+            f"shot changes at frames {report.shot_changes}"
+            if report.shot_changes
+            else "no shot change"
+        )
+        + f"; {_count(report.resets, 'reset')}, {_count(report.divergences, 'diverged frame')}",
     ]
     if report.dropped or report.damaged or report.reconnects:
         lines.append(
@@ -594,6 +599,10 @@ def summary_lines(report: RunReport) -> list[str]:
         if path is not None:
             lines.append(f"wrote {what} {path}")
     return lines
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def stop_line(report: RunReport) -> str | None:

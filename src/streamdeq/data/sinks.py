@@ -47,11 +47,12 @@ import math
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Mapping
+from contextlib import AbstractContextManager
 from fractions import Fraction
 from pathlib import Path
 from time import monotonic
 from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import av
 import numpy as np
@@ -77,7 +78,7 @@ def incomplete_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.incomplete{path.suffix}")
 
 
-class _IncompleteFileSink(ABC):
+class _IncompleteFileSink(AbstractContextManager, ABC):  # __enter__ returns self
     """Writes ``<stem>.incomplete<suffix>`` beside ``path`` and renames it to ``path`` on finish.
 
     Attributes:
@@ -143,9 +144,6 @@ class _IncompleteFileSink(ABC):
             self._close_incomplete_quietly()
         finally:
             self._discard()
-
-    def __enter__(self) -> Self:
-        return self
 
     def __exit__(
         self,
@@ -488,7 +486,9 @@ def _json_safe(value: Any) -> Any:
 
 
 def _csv_cell(value: Any) -> Any:
-    if value is None:
+    # NaN is how the stream says "not measured" (shot score, label change): an empty cell, as
+    # None, so CSV has one convention for a missing value, like JSON's null
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, list | tuple | dict):
         return json.dumps(_json_safe(value))

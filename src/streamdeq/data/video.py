@@ -29,10 +29,10 @@ import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Generator, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
 from urllib.parse import urlsplit, urlunsplit
 
 import av
@@ -99,7 +99,7 @@ class VideoFrame:
         return self.image.shape[1]
 
 
-class VideoSource(ABC):
+class VideoSource(AbstractContextManager, ABC):  # __enter__ returns self
     """A video input: metadata known at open time, frames decoded lazily by iteration.
 
     Iterating again starts from the beginning (a file is reopened; a live stream reconnects).
@@ -159,9 +159,6 @@ class VideoSource(ABC):
     def close(self) -> None:
         """Release the file or connection (a running iteration ends)."""
         self._close_active()
-
-    def __enter__(self) -> Self:
-        return self
 
     def __exit__(
         self,

@@ -145,3 +145,19 @@ def pretrained_info_of(model: object) -> PretrainedInfo | None:
     """``model.pretrained_info`` when the model carries one (None otherwise)."""
     info = getattr(model, "pretrained_info", None)
     return info if isinstance(info, PretrainedInfo) else None
+
+
+def generated_scenes_info(
+    config: Any, *, architecture: str, class_names: tuple[str, ...]
+) -> PretrainedInfo:
+    """The contract of a model trained here on the generated street scenes
+    (:mod:`streamdeq.data.synthetic`) by a recipe with the default normalisation (ImageNet's):
+    whole 128 x 256 frames, N = the config's ``f_thres``."""
+    return PretrainedInfo(
+        task=config.task,
+        architecture=architecture,
+        class_names=tuple(class_names),
+        input_size=(128, 256),
+        f_thres=config.f_thres,
+        trained_on=GENERATED_SCENES,
+    )

@@ -173,7 +173,7 @@ def _from_name(
     if weights == "required" or not named:
         raise MissingWeightsError(_missing(name, why, named))
     warning = (
-        f"{name} {why}: running with RANDOM weights, so the output shows no real classes "
+        f"{name} {why}: running with RANDOM weights, so its outputs mean nothing "
         "(give --checkpoint PATH for trained ones)"
     )
     return _random(name, overrides), entry, f"{name} (RANDOM weights)", warning

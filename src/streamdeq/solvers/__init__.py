@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from ..plugins import load_plugins
 from ..registry import Registry
 from ..validation import check_choice, check_int, check_real, check_solver_options
 from .anderson import anderson
@@ -32,7 +33,9 @@ from .base import (
 from .broyden import BroydenMemory, broyden
 from .fixed_point import fixed_point
 
-SOLVERS: Registry[Callable[..., SolverResult]] = Registry("solver", error=SolverSettingsError)
+SOLVERS: Registry[Callable[..., SolverResult]] = Registry(
+    "solver", error=SolverSettingsError, loader=load_plugins
+)
 STOP_MODES = ("abs", "rel")
 _COMMON = {"f", "z0", "args", "max_iter", "tol", "stop_mode"}
 

@@ -37,9 +37,13 @@ class Task:
 
     name = "task"
 
+    #: what the error says a recipe's model must be when it is of another task
+    model_needs = "a model of this task"
+
     def build_model(self, section: ModelSection) -> nn.Module:
-        """The (randomly initialised) model the recipe's ``model`` section describes."""
-        raise NotImplementedError
+        """The (randomly initialised) model the recipe's ``model`` section describes, checked
+        to be a model of this task."""
+        return build_mdeq(section, task=self.name, needs=self.model_needs)
 
     def prepare(self, item: dict[str, Tensor], recipe: Recipe, rng: torch.Generator | None) -> dict:
         """One dataset item as a training (``rng`` given: augment) or validation sample, with

@@ -16,7 +16,7 @@ from ...data.imagenet_vid import VID_CLASS_NAMES
 from ...data.labels import CITYSCAPES_CLASSES
 from ...models.config import MDEQConfig
 from ...models.detection.config import DetectorConfig, RoIHeadSettings, RPNSettings
-from ...models.pretrained import GENERATED_SCENES, PretrainedInfo
+from ...models.pretrained import generated_scenes_info
 from ...models.zoo import WEIGHTS_DIR, register_model
 
 #: Cityscapes train ids of the generated scenes' boxed things: person, rider, car, truck, bus,
@@ -79,14 +79,8 @@ TINY_SYNTHETIC = DetectorConfig(
 
 #: What the bundled weights expect: the normalisation configs/det_mdeq_tiny_synthetic.yaml trained
 #: with (the recipe defaults, ImageNet's), whole 128 x 256 frames, N = 18 (its val_iters).
-TINY_SYNTHETIC_PRETRAINED = PretrainedInfo(
-    task="detection",
-    architecture="mdeq-faster-rcnn",
-    # mean, std: the recipe's defaults, ImageNet's, as PretrainedInfo's
-    class_names=TINY_SYNTHETIC.class_names,
-    input_size=(128, 256),
-    f_thres=TINY_SYNTHETIC.f_thres,
-    trained_on=GENERATED_SCENES,
+TINY_SYNTHETIC_PRETRAINED = generated_scenes_info(
+    TINY_SYNTHETIC, architecture="mdeq-faster-rcnn", class_names=TINY_SYNTHETIC.class_names
 )
 
 XL_IMAGENET_VID = DetectorConfig(

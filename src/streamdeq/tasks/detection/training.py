@@ -20,8 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from ...train.augment import _color_jitter, _uniform, to_unit_float
-from ...train.recipe import ModelSection, Recipe, RecipeError
-from ...train.tasks import Batch, Task, build_mdeq
+from ...train.recipe import Recipe, RecipeError
+from ...train.tasks import Batch, Task
 
 
 class DetectionTask(Task):
@@ -29,10 +29,7 @@ class DetectionTask(Task):
 
     name = "detection"
 
-    def build_model(self, section: ModelSection) -> nn.Module:
-        return build_mdeq(
-            section, task=self.name, needs="a detector (e.g. mdeq-det-tiny-synthetic)"
-        )
+    model_needs = "a detector (e.g. mdeq-det-tiny-synthetic)"
 
     def prepare(self, item: dict[str, Tensor], recipe: Recipe, rng: torch.Generator | None) -> dict:
         image = to_unit_float(item["image"])

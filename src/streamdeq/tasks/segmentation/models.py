@@ -4,7 +4,7 @@ family's, registered in :mod:`streamdeq.models.zoo`)."""
 from __future__ import annotations
 
 from ...data.labels import CITYSCAPES_CLASSES
-from ...models.pretrained import GENERATED_SCENES, PretrainedInfo
+from ...models.pretrained import generated_scenes_info
 from ...models.zoo import register_model, segmentation_config
 
 # Trained here: configs/seg_mdeq_tiny_synthetic.yaml on the generated street scenes
@@ -26,14 +26,8 @@ TINY_SYNTHETIC = segmentation_config(
 #: What the bundled weights expect: the normalisation configs/seg_mdeq_tiny_synthetic.yaml trained
 #: with (its data.mean / data.std: the recipe defaults, ImageNet's), full 128 x 256 frames (the
 #: training crops are 96 x 192), the 19 Cityscapes classes.
-TINY_SYNTHETIC_PRETRAINED = PretrainedInfo(
-    task="segmentation",
-    architecture="mdeq",
-    # mean, std: the recipe's defaults, ImageNet's, as PretrainedInfo's
-    class_names=CITYSCAPES_CLASSES,
-    input_size=(128, 256),
-    f_thres=TINY_SYNTHETIC.f_thres,
-    trained_on=GENERATED_SCENES,
+TINY_SYNTHETIC_PRETRAINED = generated_scenes_info(
+    TINY_SYNTHETIC, architecture="mdeq", class_names=CITYSCAPES_CLASSES
 )
 
 

@@ -12,8 +12,8 @@ from torch import Tensor, nn
 from ...data.labels import IGNORE_INDEX
 from ...eval.segmentation import ConfusionMatrix
 from ...train.augment import augment_segmentation, to_unit_float
-from ...train.recipe import ModelSection, Recipe, RecipeError
-from ...train.tasks import Batch, Task, build_mdeq, relative_residual
+from ...train.recipe import Recipe, RecipeError
+from ...train.tasks import Batch, Task, relative_residual
 
 
 class SegmentationTask(Task):
@@ -27,10 +27,7 @@ class SegmentationTask(Task):
 
     name = "segmentation"
 
-    def build_model(self, section: ModelSection) -> nn.Module:
-        return build_mdeq(
-            section, task=self.name, needs="task: segmentation (set it in model.overrides)"
-        )
+    model_needs = "task: segmentation (set it in model.overrides)"
 
     def prepare(self, item: dict[str, Tensor], recipe: Recipe, rng: torch.Generator | None) -> dict:
         image = to_unit_float(item["image"])
