@@ -73,7 +73,7 @@ class Run:
         return self._stderr.read_text()
 
     def summary_frames(self) -> int:
-        match = re.search(r"^(\d+) frames with ", self.stdout(), re.MULTILINE)
+        match = re.search(r"^(\d+) frames? with ", self.stdout(), re.MULTILINE)
         assert match, f"no summary: {self.stdout()} {self.stderr()}"
         return int(match.group(1))
 

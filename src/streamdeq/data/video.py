@@ -32,7 +32,6 @@ from collections.abc import Generator, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
 import av
@@ -160,13 +159,8 @@ class VideoSource(AbstractContextManager, ABC):  # __enter__ returns self
         """Release the file or connection (a running iteration ends)."""
         self._close_active()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()  # whatever ended the block
 
     def __repr__(self) -> str:
         fps = "?" if self.fps is None else f"{self.fps:g}"
