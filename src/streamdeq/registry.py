@@ -21,7 +21,7 @@ This module imports nothing of the project, so any module may use it without a c
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Generic, TypeVar
 
@@ -93,10 +93,11 @@ class Registry(Generic[T]):
         except (KeyError, TypeError):
             raise self._error(self.unknown_message(name)) from None
 
-    def unknown_message(self, name: object) -> str:
-        """ "unknown <kind> 'x'; choose one of a, b, c (did you mean 'y'?)"."""
+    def unknown_message(self, name: object, known: Iterable[str] | None = None) -> str:
+        """ "unknown <kind> 'x'; choose one of a, b, c (did you mean 'y'?)"; ``known`` replaces
+        the registered names where users may also type other words for them (aliases)."""
         self._ensure_loaded()
-        known = list(self._entries)
+        known = list(self._entries) if known is None else list(known)
         close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.6)
         hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
         listing = ", ".join(known) if known else "none is registered"

@@ -32,13 +32,8 @@ def get_task(name: str) -> Task:
     for task_name, task in TASKS.items():
         if name in (task_name, task.short_name):
             return task
-    choices = [word for _, t in TASKS.items() for word in (t.short_name, t.name)]
-    listing = ", ".join(TASKS.names())
-    raise SettingsError(
-        TASKS.unknown_message(name).replace(
-            f"choose one of {listing}", f"choose one of {', '.join(choices)}"
-        )
-    )
+    words = [word for _, t in TASKS.items() for word in (t.short_name, t.name)]
+    raise SettingsError(TASKS.unknown_message(name, known=words))
 
 
 def task_words() -> list[str]:
