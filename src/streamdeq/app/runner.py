@@ -212,8 +212,11 @@ class RunReport:
         shell shows for a process that signal ended)."""
         if self.stopped == "interrupted" and self.signal not in (None, signal.SIGINT):
             return 128 + self.signal
-        codes = {None: EXIT_COMPLETE, "input_error": EXIT_INPUT_ERROR}
-        codes["output_error"] = EXIT_OUTPUT_ERROR
+        codes = {
+            None: EXIT_COMPLETE,
+            "input_error": EXIT_INPUT_ERROR,
+            "output_error": EXIT_OUTPUT_ERROR,
+        }
         return codes.get(self.stopped, EXIT_INTERRUPTED)
 
     def latency_ms(self, percentile: float) -> float:
@@ -292,20 +295,8 @@ def run_video(
             outputs.abort()
             raise
         if console is not None:
-            for prefix, message in (("warning", loaded.warning), ("note", loaded.note)):
-                if message is not None:
-                    console.print(
-                        f"{prefix}: {message}", markup=False, highlight=False, soft_wrap=True
-                    )
-            for sink in (outputs.video, outputs.stats):  # a killed run's; it kept its name
-                if sink is not None and sink.replaced_incomplete:
-                    console.print(
-                        f"note: replacing {sink.incomplete_path}, left by a run that ended "
-                        "abruptly",
-                        markup=False,
-                        highlight=False,
-                        soft_wrap=True,
-                    )
+            for line in _notices(loaded.warning, loaded.note, outputs):
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
         report = RunReport(
             total=video.frame_count,
             out=options.out,
@@ -318,6 +309,19 @@ def run_video(
         report.dropped, report.decode_errors = video.dropped, video.decode_errors
         report.damaged, report.reconnects = video.damaged, video.reconnects
     return report
+
+
+def _notices(warning: str | None, note: str | None, outputs: RunOutputs) -> list[str]:
+    """What the user should know before the first frame: the model's warning (random weights)
+    and note (e.g. trained only on generated scenes), and outputs that replace a killed run's
+    incomplete files."""
+    lines = [f"{prefix}: {text}" for prefix, text in (("warning", warning), ("note", note)) if text]
+    for sink in (outputs.video, outputs.stats):
+        if sink is not None and sink.replaced_incomplete:
+            lines.append(
+                f"note: replacing {sink.incomplete_path}, left by a run that ended abruptly"
+            )
+    return lines
 
 
 def _process(
@@ -404,12 +408,11 @@ def _finish_outputs(outputs: RunOutputs, report: RunReport, start: float) -> Non
         report.out = report.stats = None
     else:
         failures = outputs.finish()
-        if "video" in failures and report.out is not None:
-            report.unfinished.append(report.out)
-            report.out = None
-        if "stats" in failures and report.stats is not None:
-            report.unfinished.append(report.stats)
-            report.stats = None
+        for name, attribute in (("video", "out"), ("stats", "stats")):
+            path = getattr(report, attribute)
+            if name in failures and path is not None:  # it is not a finished output
+                report.unfinished.append(path)
+                setattr(report, attribute, None)
         reasons = [str(error) for error in failures.values()]
         if reasons and report.stopped == "output_error":  # what is left of the failing output
             report.stop_reason = "; ".join([report.stop_reason, *reasons])

@@ -136,8 +136,7 @@ def _from_checkpoint(path: Path, config: str | Path | None) -> tuple[nn.Module, 
                 f"{path} is a streamdeq safetensors file, which carries its own config; "
                 "give no official yaml"
             )
-        require_file(path, "checkpoint", CheckpointError)
-        return load_safetensors(path), None, f"checkpoint {path}"
+        return load_safetensors(path), None, f"checkpoint {path}"  # it checks the file first
     if config is None:
         raise SettingsError(
             f"{path} is not a streamdeq .safetensors file: give its official experiment yaml, "
