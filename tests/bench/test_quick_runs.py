@@ -23,6 +23,7 @@ EXPECTED_COLUMNS = {
     "latency": {"model", "scheme", "ms_per_frame", "fps", "speedup"}
     | ({"faults_per_frame"} if sys.platform != "win32" else set()),
     "carry": {"M", "carry_memory", "median_rel_residual", "vs_restart"},
+    "profile": {"scheme", "evals", "batch", "mean_ms", "p50_ms", "p90_ms", "cv"},
 }
 
 

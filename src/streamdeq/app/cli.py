@@ -42,6 +42,12 @@ def _modes() -> tuple[str, ...]:
     return MODES
 
 
+def _serve_modes() -> tuple[str, ...]:
+    from ..serve.settings import SERVE_MODES
+
+    return SERVE_MODES
+
+
 def _solvers() -> list[str]:
     from ..solvers import list_solvers
 
@@ -224,7 +230,9 @@ def experiment_command(
     random_weights: Annotated[
         bool, typer.Option(help="randomly initialised weights (mechanics only)")
     ] = False,
-    clips: Annotated[int, typer.Option(min=1, help="number of clips")] = 8,
+    clips: Annotated[
+        int | None, typer.Option(min=1, help="number of clips [default: 8; streaming: 4]")
+    ] = None,
     frames: Annotated[int, typer.Option(min=1, help="frames per clip")] = 20,
     iters: Annotated[
         str | None, typer.Option(help="iterations per frame M, comma-separated [default: 1,2,4,8]")
@@ -239,9 +247,52 @@ def experiment_command(
     split: Annotated[str, typer.Option(help="data split")] = "val",
     out: Annotated[Path, typer.Option(help="output folder")] = Path("streamdeq-experiments"),
     threads: Annotated[int, typer.Option(min=1, help="CPU threads for torch")] = 1,
+    task: Annotated[
+        _one_of(_task_words) | None,
+        typer.Option(help="streaming: the task, which picks its bundled model"),
+    ] = None,
+    fps: Annotated[
+        str | None, typer.Option(help="streaming: input rates, comma-separated [5,10,17,30]")
+    ] = None,
+    clock: Annotated[
+        str | None, typer.Option(help="streaming: sim (virtual time, default) or real")
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(help="streaming, sim clock: bundled (default), measured, or a profile .json"),
+    ] = None,
+    perf_factor: Annotated[
+        float | None, typer.Option(help="streaming, sim clock: divide step costs by X")
+    ] = None,
+    schedulers: Annotated[
+        str | None,
+        typer.Option(help="streaming: every,latest,shrinking-tail,fit [latest,fit]"),
+    ] = None,
+    schemes: Annotated[
+        str | None,
+        typer.Option(
+            help="streaming: baseline, stream=M, keyframe=M, non-streaming=M, tol=T, "
+            "budget=MS [baseline,stream=1,stream=2,stream=4,stream=8,tol=0.05,tol=0.01]"
+        ),
+    ] = None,
 ) -> None:
-    """Regenerate one of the paper's analyses as CSV + PNG on any model and clip set."""
+    """Regenerate one of the paper's analyses as CSV + PNG on any model and clip set.
+
+    `streaming` runs the model online at each input rate (--fps) and scores it with streaming
+    accuracy (Li et al. 2020): each annotated frame against the latest output finished when it
+    arrived."""
     from ..experiments.cli import run_experiment_command
+    from ..experiments.streaming_cli import StreamingFlags
+
+    streaming_flags = StreamingFlags(
+        task=task,
+        fps=fps,
+        clock=clock,
+        profile=profile,
+        perf_factor=perf_factor,
+        schedulers=schedulers,
+        schemes=schemes,
+    )
 
     run_experiment_command(
         name,
@@ -258,6 +309,7 @@ def experiment_command(
         out=out,
         threads=threads,
         console=console,
+        streaming_flags=streaming_flags,
     )
 
 
@@ -287,7 +339,17 @@ def run_command(
         Path | None,
         typer.Option(
             help="per-frame stats (.csv/.jsonl/.json); .csv and .jsonl keep every row even if "
-            "the run is killed, .json is valid only once the run ends"
+            "the run is killed, .json is valid only once the run ends. Each row: `index` (the "
+            "input frame, dropped frames counted), `timestamp` (s), the step's `latency_ms`, "
+            "`finish_s` (live streams: when the output was ready, on the frames' clock), ..."
+        ),
+    ] = None,
+    predictions: Annotated[
+        Path | None,
+        typer.Option(
+            help="the model's per-frame outputs, for `streamdeq score`: segmentation, a folder "
+            "of class-id PNGs named by input index + index.jsonl; detection, a .jsonl of boxes. "
+            "Written as the run goes (PATH.incomplete until it ends; usable if killed)"
         ),
     ] = None,
     max_frames: Annotated[int | None, typer.Option(help="stop after K frames")] = None,
@@ -367,6 +429,7 @@ def run_command(
         shot_policy=shot_policy,
         out=out,
         stats=stats,
+        predictions=predictions,
         max_frames=max_frames,
         fps=fps,
         device=device,
@@ -414,6 +477,63 @@ def _end_after_stop_timeout(report: RunReport) -> None:
     end_by_signal(report.signal if report.signal is not None else signal.SIGINT)
 
 
+@app.command("score")
+def score_command(
+    stats: Annotated[Path, typer.Argument(help="the run's --stats file (.csv, .jsonl, .json)")],
+    predictions: Annotated[Path, typer.Argument(help="the run's --predictions (folder or .jsonl)")],
+    annotations: Annotated[
+        Path,
+        typer.Option(
+            help="ground truth: a Cityscapes-layout root or a folder of label PNGs named by "
+            "frame index (segmentation); an Argoverse-HD-style manifest .json or ImageNet VID "
+            "annotations (detection)"
+        ),
+    ],
+    fps: Annotated[
+        float | None,
+        typer.Option(help="frames arrive at k/F s (default: their recorded timestamps)"),
+    ] = None,
+    eta: Annotated[
+        float, typer.Option(help="query offset in frames: tau_g - eta/fps (-1: one frame late)")
+    ] = 0.0,
+    sequence: Annotated[
+        str | None, typer.Option(help="the annotations' sequence the run covers")
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="the annotations' split (default: the only one, or val)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="write the result here (.json)")] = None,
+) -> None:
+    """Score a recorded `streamdeq run` as an online system (streaming accuracy, Li et al. 2020).
+
+    Annotated frame g, arriving at tau_g, is answered by the latest output finished by
+    tau_g - eta/fps; a frame nothing answered yet is a miss (an empty prediction). Prints
+    streaming and offline accuracy side by side, with the misses and the lag in frames.
+
+    A file is read faster than real time, so its finish times are simulated from the recorded
+    step latencies at the source's rate, as the "every frame" scheduler a file run has:
+    f_k = max(tau_k, f_(k-1)) + latency_k. Other schedulers (latest frame, shrinking tail, fit
+    the interval) need the model re-run: `streamdeq experiment streaming`. A live source's
+    recorded finish times (the stats' `finish_s`) are used as they are."""
+    from .score import ScoreOptions, score_lines, score_run
+
+    options = ScoreOptions(
+        stats=stats,
+        predictions=predictions,
+        annotations=annotations,
+        fps=fps,
+        eta=eta,
+        sequence=sequence,
+        split=split,
+        out=out,
+    )
+    result = score_run(options)
+    for line in score_lines(result):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if out is not None:
+        console.print(f"wrote {out}", markup=False, highlight=False)
+
+
 @app.command("train")
 def train_command(
     recipe: Annotated[Path, typer.Argument(help="training recipe (.yaml), see configs/")],
@@ -445,7 +565,8 @@ def bench_command(
     name: Annotated[
         str,
         typer.Argument(
-            help="all, or some of overhead,limit,streams,memory,latency,carry,gpu (comma-separated)"
+            help="all, or some of overhead,limit,streams,memory,latency,carry,gpu,profile "
+            "(comma-separated)"
         ),
     ] = "all",
     quick: Annotated[bool, typer.Option(help="seconds-long smoke run (tiny sizes)")] = False,
@@ -458,6 +579,12 @@ def bench_command(
     device: Annotated[str, typer.Option(help="cpu|cuda")] = "cpu",
     models: Annotated[
         str | None, typer.Option(help="latency: bundled,small,xl (default all)")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="profile: the model to record (default: the bundled one)")
+    ] = None,
+    profile_out: Annotated[
+        Path | None, typer.Option(help="profile: write the latency profile JSON here")
     ] = None,
 ) -> None:
     """Benchmarks: StreamDEQ vs its baseline, its peers and its limit.
@@ -475,10 +602,125 @@ def bench_command(
         frames=frames,
         device=device,
         models=tuple(m.strip() for m in models.split(",")) if models else None,
+        model=model,
+        profile_out=str(profile_out) if profile_out else None,
     )
     run_benchmarks(resolve_names(name), settings, out=out)
     if out is not None:
         console.print(f"wrote {out}")
+
+
+@app.command("serve")
+def serve_command(
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(help="video files, image folders or stream URLs to watch from the start"),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="streams.yaml: streams and default settings (see streamdeq.serve.config)"
+        ),
+    ] = None,
+    model: BundledModelOption = None,
+    checkpoint: SafetensorsOption = None,
+    host: Annotated[
+        str, typer.Option(help="address to bind; other than loopback it needs --token")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to bind (0: any free port)")] = 8000,
+    device: Annotated[str, typer.Option(help="auto|cpu|cuda|cuda:N")] = "auto",
+    max_streams: Annotated[int, typer.Option(min=1, help="streams at most")] = 16,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="STREAMDEQ_TOKEN",
+            help="bearer token required for changes, results, overlays and events",
+        ),
+    ] = None,
+    media_root: Annotated[
+        Path | None,
+        typer.Option(help="folder that files added through the API must lie in (default: none)"),
+    ] = None,
+    allow_scheme: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="URL scheme the API may add (repeatable; default rtsp(s), rtmp(s), http(s))"
+        ),
+    ] = None,
+    allow_hosts: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="host (or pattern) source URLs added through the API may name (repeatable)"
+        ),
+    ] = None,
+    hostname: Annotated[
+        list[str] | None,
+        typer.Option(help="name this server is reached by, besides loopback ones (repeatable)"),
+    ] = None,
+    state_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="where API-added streams are kept [default: streams.state.json beside --config]"
+        ),
+    ] = None,
+    loop: Annotated[bool, typer.Option(help="loop the SOURCE files and folders")] = True,
+    iters: Annotated[int | None, typer.Option(help="M, iterations per frame (default 4)")] = None,
+    tol: Annotated[float | None, typer.Option(help="iterate until rel. residual < T")] = None,
+    budget_ms: Annotated[float | None, typer.Option(help="latency budget per frame, ms")] = None,
+    mode: Annotated[_one_of(_serve_modes), typer.Option(help="the scheme")] = "stream",
+    shot_policy: Annotated[_one_of(_shot_policies), typer.Option(help="on a cut")] = "keep",
+    folder_fps: Annotated[float, typer.Option(help="frame rate of image folders")] = 10.0,
+    timeout: Annotated[
+        float, typer.Option(help="seconds a stream URL may stay silent before it is reopened")
+    ] = 10.0,
+    jpeg_quality: Annotated[int, typer.Option(min=1, max=95, help="of the overlays")] = 80,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="CPU threads for torch (default: torch's)")
+    ] = None,
+    stop_timeout: Annotated[
+        float, typer.Option(help="seconds a stop signal waits for the ticks in progress")
+    ] = 5.0,
+) -> None:
+    """Watch many cameras with one batched engine, behind an HTTP API and a page.
+
+    Each source is read on its own thread and only its latest frame is processed (stale frames
+    are dropped and counted); stream URLs reconnect with backoff. Streams added through the API
+    are kept in the state file and come back after a restart; SOURCE and --config streams are
+    not copied there. Settings flags (--iters, --mode, ...) are the default of every stream.
+
+    Stopping: SIGTERM, Ctrl-C or SIGHUP drain (the ticks in progress finish, sources and event
+    streams close), then the process ends by the signal (exit 143 for SIGTERM)."""
+    from .serving import ServeOptions, serve
+
+    settings = {
+        name: value
+        for name, value in (("iters", iters), ("tol", tol), ("budget_ms", budget_ms))
+        if value is not None
+    }
+    options = ServeOptions(
+        sources=tuple(sources or ()),
+        config=config,
+        model=model,
+        checkpoint=checkpoint,
+        host=host,
+        port=port,
+        device=device,
+        max_streams=max_streams,
+        token=token,
+        media_root=media_root,
+        allow_schemes=tuple(allow_scheme) if allow_scheme else None,
+        allow_hosts=tuple(allow_hosts) if allow_hosts else None,
+        hostnames=tuple(hostname or ()),
+        state_file=state_file,
+        loop=loop,
+        settings={**settings, "mode": mode, "shot_policy": shot_policy},
+        folder_fps=folder_fps,
+        timeout=timeout,
+        jpeg_quality=jpeg_quality,
+        threads=threads,
+        stop_timeout=stop_timeout,
+    )
+    serve(options, end_by_signal)
 
 
 def _require_file(path: Path, what: str) -> None:
@@ -574,11 +816,13 @@ def _show_usage_error(err: Exception) -> None:
 
 
 def _click_exception_type() -> type[Exception]:
-    """Click's base exception: typer >= 0.2x vendors click, older releases depend on it."""
+    """Click's base exception: typer >= 0.2x vendors click (a click installed beside it, e.g.
+    for uvicorn, is another package whose exceptions typer never raises); older releases
+    depend on click."""
     try:
-        from click import ClickException
-    except ImportError:
         from typer._click.exceptions import ClickException
+    except ImportError:
+        from click import ClickException
     return ClickException
 
 

@@ -45,6 +45,7 @@ FLAGS: dict[str, str] = {
     "policy": "--shot-policy",
     "out": "--out",
     "stats": "--stats",
+    "predictions": "--predictions",
     "max_frames": "--max-frames",
     "fps": "--fps",
     "device": "--device",
@@ -134,6 +135,9 @@ class RunOptions:
         mode, solver, shot_policy: see :class:`~streamdeq.stream.StreamSettings`.
         out: the overlay video (.mp4, .m4v, .mov, .mkv); None writes none.
         stats: per-frame stats (.csv, .jsonl, .json); None writes none.
+        predictions: the model's per-frame outputs, for ``streamdeq score``: a folder of label
+            maps (segmentation) or a .jsonl of boxes (detection), as the model's task stores
+            them (:mod:`streamdeq.tasks.predictions`); None writes none.
         max_frames: stop after this many frames.
         fps: frame rate of image folders and of the output video (default: the input's).
         device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
@@ -169,6 +173,7 @@ class RunOptions:
     shot_policy: str = "keep"
     out: Path | None = None
     stats: Path | None = None
+    predictions: Path | None = None
     max_frames: int | None = None
     fps: float | None = None
     device: str = "auto"
@@ -181,7 +186,7 @@ class RunOptions:
     stop_timeout: float = 5.0
 
     def __post_init__(self) -> None:
-        for name in ("checkpoint", "config", "out", "stats"):
+        for name in ("checkpoint", "config", "out", "stats", "predictions"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value).expanduser())
@@ -229,12 +234,22 @@ class RunOptions:
             raise SettingsError(
                 f"--stats {self.stats}: unknown stats extension; use {', '.join(STATS_FORMATS)}"
             )
-        outputs = [p for p in (self.out, self.stats) if p is not None]
-        if len(outputs) == 2 and _same_path(*outputs):
-            raise SettingsError("--out and --stats name the same file; give two paths")
-        for output in outputs:
+        named = {"--out": self.out, "--stats": self.stats, "--predictions": self.predictions}
+        outputs = {flag: path for flag, path in named.items() if path is not None}
+        flags = list(outputs)
+        for i, first in enumerate(flags):
+            for second in flags[i + 1 :]:
+                if _same_path(outputs[first], outputs[second]):
+                    raise SettingsError(f"{first} and {second} name the same path; give two paths")
+        for output in outputs.values():
             if _same_path(output, Path(self.source)):
                 raise SettingsError(f"{output} is the input; write the output to another file")
+        # the predictions' writer is the model's task's, made once the model is loaded: check
+        # its folder now, so that a typo costs no model load
+        if self.predictions is not None and not self.predictions.parent.is_dir():
+            raise SettingsError(
+                f"--predictions {self.predictions}: folder {self.predictions.parent} does not exist"
+            )
 
     def _check_run_limits(self) -> None:
         """The settings no library class holds: how long and where the run goes."""

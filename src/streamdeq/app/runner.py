@@ -72,8 +72,12 @@ from ..data import (
     VideoWriter,
     open_video,
 )
+from ..data.video import _display as display_source
+from ..errors import SettingsError
 from ..stream import FrameInfo, StepResult, StreamDEQ
-from ..tasks import FrameRenderer, renderer_for
+from ..tasks import FrameRenderer, get_task, renderer_for
+from ..tasks import Task as TaskInfo
+from ..tasks.predictions import PredictionsWriter, predictions_header
 from .run_options import RunOptions, load_run_model, resolve_device
 
 __all__ = [
@@ -103,8 +107,9 @@ STOP_SIGNALS: tuple[int, ...] = tuple(
 
 
 class RunOutputs:
-    """The overlay video and the stats file of a run, created (and so checked) together,
-    finished or aborted together.
+    """The overlay video, the stats file and the predictions of a run, finished or aborted
+    together. The video and stats are created (and so checked) together, before the model is
+    loaded; the predictions' writer is the model's task's, added by :meth:`add_predictions`.
 
     ``lock`` is held for every write and for finishing, because a stop timeout finishes the
     outputs from a timer thread while the frame loop may still be drawing: once ``closed``,
@@ -113,6 +118,7 @@ class RunOutputs:
     def __init__(self, out: Path | None, stats: Path | None, fps: float, size: tuple[int, int]):
         self.lock = threading.RLock()
         self.closed = False
+        self.predictions: PredictionsWriter | None = None
         self.video = VideoWriter(out, fps, size) if out is not None else None
         try:
             self.stats = StatsWriter(stats) if stats is not None else None
@@ -121,8 +127,27 @@ class RunOutputs:
                 self.video.abort()
             raise
 
+    def add_predictions(self, task: TaskInfo, model: Any, path: Path, header: dict) -> None:
+        """Open ``task``'s predictions writer at ``path`` (aborting the other outputs if it
+        cannot be opened)."""
+        if task.predictions is None:
+            self.abort()
+            raise SettingsError(
+                f"the {task.name} task cannot store predictions; drop --predictions"
+            )
+        try:
+            self.predictions = task.predictions.writer(model, path, header)
+        except BaseException:
+            self.abort()
+            raise
+
+    @property
+    def sinks(self) -> tuple[tuple[str, Any], ...]:
+        return (("video", self.video), ("stats", self.stats), ("predictions", self.predictions))
+
     @property
     def wanted(self) -> bool:
+        """Whether frames must be drawn (the video and the stats' task columns need it)."""
         return self.video is not None or self.stats is not None
 
     def write(self, image: Any, row: dict[str, Any]) -> None:
@@ -134,13 +159,23 @@ class RunOutputs:
             if self.stats is not None:
                 self.stats.write(row)
 
+    def write_prediction(self, frame: VideoFrame, output: Any) -> None:
+        """The frame's output, filed under its input index; called before :meth:`write`, so
+        that every frame a killed run's stats name has its prediction."""
+        with self.lock:
+            if self.closed or self.predictions is None:
+                return
+            size = (frame.height, frame.width)
+            self.predictions.write(frame.index, frame.timestamp, size, output)
+
     def finish(self) -> dict[str, OSError]:
         """Finish each output on its own, so one that cannot be written (a full disk) does not
-        cost the other its frames. Returns the failures by output ("video", "stats")."""
+        cost the others their frames. Returns the failures by output ("video", "stats",
+        "predictions")."""
         failures: dict[str, OSError] = {}
         with self.lock:
             self.closed = True
-            for name, sink in (("video", self.video), ("stats", self.stats)):
+            for name, sink in self.sinks:
                 if sink is None:
                     continue
                 try:
@@ -153,7 +188,7 @@ class RunOutputs:
     def abort(self) -> None:
         with self.lock:
             self.closed = True
-            for sink in (self.video, self.stats):
+            for _, sink in self.sinks:
                 if sink is not None:
                     sink.abort()
 
@@ -172,7 +207,7 @@ class RunReport:
         stop_reason: the input or output error's message, or the signal ("Ctrl-C", "SIGTERM").
         signal: the stop signal's number when one stopped the run (the command then ends by it).
         unfinished: outputs that could not be finished (an output error); not in ``out``/``stats``.
-        out, stats: the files written (None: not asked for).
+        out, stats, predictions: the outputs written (None: not asked for).
         model: where the model came from (name, checkpoint; "RANDOM weights" if so).
         task: the renderer used.
         device: where it ran.
@@ -192,6 +227,7 @@ class RunReport:
     unfinished: list[Path] = field(default_factory=list)
     out: Path | None = None
     stats: Path | None = None
+    predictions: Path | None = None
     model: str = ""
     task: str = ""
     device: str = ""
@@ -289,6 +325,11 @@ def run_video(
         try:
             loaded = load_run_model(options, device)
             task, renderer = renderer_for(loaded.model, options.task)
+            if options.predictions is not None:
+                # a URL's password stays out of the file, as out of every message
+                source = display_source(options.source)
+                header = _predictions_header(get_task(task), loaded, source, fps, device)
+                outputs.add_predictions(get_task(task), loaded.model, options.predictions, header)
             settings = options.stream_settings(loaded.model)  # resized as the weights declare
             stream = StreamDEQ(loaded.model, settings=settings, device=device)
         except BaseException:
@@ -301,6 +342,7 @@ def run_video(
             total=video.frame_count,
             out=options.out,
             stats=options.stats,
+            predictions=options.predictions,
             model=loaded.description,
             task=task,
             device=str(device),
@@ -316,7 +358,7 @@ def _notices(warning: str | None, note: str | None, outputs: RunOutputs) -> list
     and note (e.g. trained only on generated scenes), and outputs that replace a killed run's
     incomplete files."""
     lines = [f"{prefix}: {text}" for prefix, text in (("warning", warning), ("note", note)) if text]
-    for sink in (outputs.video, outputs.stats):
+    for _, sink in outputs.sinks:
         if sink is not None and sink.replaced_incomplete:
             lines.append(
                 f"note: replacing {sink.incomplete_path}, left by a run that ended abruptly"
@@ -338,6 +380,7 @@ def _process(
     """The frame loop; finishes the outputs with the frames done, whatever stops it."""
     start = time.perf_counter()
     interrupted = False
+    live_clock = _LiveClock() if video.is_live else None
 
     def stop_timed_out() -> None:  # on the timer thread, while the frame may still be running
         with outputs.lock:
@@ -355,14 +398,18 @@ def _process(
                     break
                 if frame.reconnected:  # a new connection is a new shot: start from zeros
                     stream.reset()
+                if live_clock is not None:
+                    live_clock.arrived(frame)
                 result = stream.step(frame.image)
+                finish_s = None if live_clock is None else live_clock.now()
                 image = row = None
                 if outputs.wanted:  # drawing costs, and only the outputs need it
                     image, extra = renderer.render(frame.image, result.output)
-                    row = _stats_row(frame, result.info, extra, renderer.columns)
+                    row = _stats_row(frame, result.info, extra, renderer.columns, finish_s)
                 with outputs.lock, stop.second_signal_waits():  # the files and report agree
                     if outputs.closed:  # the stop timeout finished them without this frame
                         break
+                    outputs.write_prediction(frame, result.output)
                     if outputs.wanted:
                         outputs.write(image, row)
                     report.record(result.info)
@@ -405,10 +452,14 @@ def _finish_outputs(outputs: RunOutputs, report: RunReport, start: float) -> Non
     ``outputs.lock``. An output that cannot be finished makes the run an output error."""
     if report.frames == 0:  # nothing to show (stopped before the first frame): make no file
         outputs.abort()
-        report.out = report.stats = None
+        report.out = report.stats = report.predictions = None
     else:
         failures = outputs.finish()
-        for name, attribute in (("video", "out"), ("stats", "stats")):
+        for name, attribute in (
+            ("video", "out"),
+            ("stats", "stats"),
+            ("predictions", "predictions"),
+        ):
             path = getattr(report, attribute)
             if name in failures and path is not None:  # it is not a finished output
                 report.unfinished.append(path)
@@ -422,23 +473,74 @@ def _finish_outputs(outputs: RunOutputs, report: RunReport, start: float) -> Non
 
 
 def _stats_row(
-    frame: VideoFrame, info: FrameInfo, extra: dict[str, Any], columns: Sequence[str]
+    frame: VideoFrame,
+    info: FrameInfo,
+    extra: dict[str, Any],
+    columns: Sequence[str],
+    finish_s: float | None = None,
 ) -> dict[str, Any]:
-    """One stats row: the stream's FrameInfo (with its shot_change column), the frame's
-    timestamp in seconds, the input frames dropped just before it and whether the decoder
-    flagged it damaged, then the renderer's ``columns`` (empty where it gave no value), so
-    every row has the same columns. The stream reports a reset after a reconnection as a
-    manual one: the row says "reconnect", the cause."""
+    """One stats row: the frame's input index (its place in the source, dropped frames
+    counted: the index its predictions are filed under), its timestamp in seconds, the input
+    frames dropped just before it and whether the decoder flagged it damaged, then the
+    stream's FrameInfo (with its shot_change column and the step's ``latency_ms``),
+    ``finish_s`` (live sources: when the output was ready, in seconds on the frames' clock;
+    empty for files, which are read faster than real time), then the renderer's ``columns``
+    (empty where it gave no value), so every row has the same columns. The stream reports a
+    reset after a reconnection as a manual one: the row says "reconnect", the cause."""
     row = info.as_row()
+    row.pop("index")  # the stream's own count, which skips dropped frames
     head = {
-        "index": row.pop("index"),
+        "index": frame.index,
         "timestamp": round(frame.timestamp, 6),
         "dropped_before": frame.dropped_before,
         "damaged": frame.damaged,
     }
     if frame.reconnected:
         row["reset"] = "reconnect"
-    return head | row | {column: extra.get(column) for column in columns}
+    timing = {"finish_s": None if finish_s is None else round(finish_s, 6)}
+    return head | row | timing | {column: extra.get(column) for column in columns}
+
+
+class _LiveClock:
+    """Wall time on a live stream's own clock: zero when the first frame arrived, minus that
+    frame's timestamp, so a finish time compares with the frames' timestamps (what
+    ``streamdeq score`` pairs them by)."""
+
+    def __init__(self) -> None:
+        self._zero: float | None = None
+
+    def arrived(self, frame: VideoFrame) -> None:
+        if self._zero is None:
+            self._zero = time.perf_counter() - frame.timestamp
+
+    def now(self) -> float:
+        assert self._zero is not None
+        return time.perf_counter() - self._zero
+
+
+def _predictions_header(
+    task: TaskInfo, loaded: Any, source: str, fps: float, device: torch.device
+) -> dict[str, Any]:
+    """The predictions' header: what ran, on what input and machine (``measured_on``: the
+    latencies a score is computed from are this machine's), with the model's classes."""
+    from ..streaming.provenance import measured_on
+
+    config = getattr(loaded.model, "config", None)
+    classes = {
+        key: list(getattr(config, key))
+        for key in ("class_ids", "class_names")
+        if getattr(config, key, None) is not None
+    }
+    if getattr(config, "num_classes", None) is not None:
+        classes["num_classes"] = int(config.num_classes)
+    return predictions_header(
+        task.name,
+        model=loaded.description,
+        source=source,
+        fps=float(fps),
+        measured_on=measured_on(device),
+        **classes,
+    )
 
 
 class StopSignal(KeyboardInterrupt):
@@ -598,7 +700,8 @@ def summary_lines(report: RunReport) -> list[str]:
             f"input: {report.dropped} frames dropped ({report.decode_errors} rejected by the "
             f"decoder), {report.damaged} damaged frames kept, {report.reconnects} reconnects"
         )
-    for what, path in (("video", report.out), ("stats", report.stats)):
+    outputs = (("video", report.out), ("stats", report.stats), ("predictions", report.predictions))
+    for what, path in outputs:
         if path is not None:
             lines.append(f"wrote {what} {path}")
     return lines
@@ -612,7 +715,7 @@ def stop_line(report: RunReport) -> str | None:
     """One line saying why the run stopped early and what was kept (None if it did not)."""
     if report.stopped is None:
         return None
-    kept = [str(p) for p in (report.out, report.stats) if p is not None]
+    kept = [str(p) for p in (report.out, report.stats, report.predictions) if p is not None]
     if kept:
         verb = "holds" if len(kept) == 1 else "hold"
         line = f"{' and '.join(kept)} {verb} the {report.frames} frames done, complete"

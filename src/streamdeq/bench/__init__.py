@@ -25,6 +25,7 @@ from .latency import run_latency
 from .many_streams import run_streams
 from .memory import run_memory
 from .overhead import run_limit, run_overhead
+from .profile import run_profile
 
 #: name -> benchmark, in the order ``all`` runs them (cheapest first)
 BENCHMARKS: Registry[Callable[[BenchSettings], BenchReport]] = Registry(
@@ -38,6 +39,7 @@ for _name, _run in (
     ("latency", run_latency),
     ("carry", run_carry),
     ("gpu", run_gpu),
+    ("profile", run_profile),
 ):
     BENCHMARKS.register(_name, _run)
 

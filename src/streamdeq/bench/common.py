@@ -48,6 +48,8 @@ class BenchSettings:
         device: "cpu" or "cuda".
         models: which models the latency benchmark runs, among "bundled", "small", "xl"
             (None: all three).
+        model: the registered model the profile benchmark records (None: the default model).
+        profile_out: where the profile benchmark writes the latency profile (None: nowhere).
     """
 
     quick: bool = False
@@ -58,6 +60,8 @@ class BenchSettings:
     frames: int | None = None
     device: str = "cpu"
     models: tuple[str, ...] | None = None
+    model: str | None = None
+    profile_out: str | None = None
 
     def __post_init__(self) -> None:
         if self.models is not None:

@@ -220,9 +220,21 @@ def coco_average_precision(
     Class c is COCO category c + 1 and image i is COCO image i + 1 (COCO reserves id 0 for
     "unmatched"). Classes without ground truth are absent from the result.
     """
+    per_threshold = coco_ap_per_threshold(records)
+    if not per_threshold:
+        return {}, {}
+    ap50 = {c: float(values[0]) for c, values in per_threshold.items()}
+    ap = {c: float(values.mean()) for c, values in per_threshold.items()}
+    return ap50, ap
+
+
+def coco_ap_per_threshold(records: Sequence[ImageRecord]) -> dict[int, np.ndarray]:
+    """Class -> (10,) COCO AP at each IoU threshold 0.50, 0.55, ..., 0.95 (index 5 is AP@75),
+    for the classes with ground truth; the one faster-coco-eval run behind
+    :func:`coco_average_precision`, for callers that need a threshold other than 0.5."""
     gt_classes = sorted({int(c) for r in records for c in r.gt_labels})
     if not gt_classes:
-        return {}, {}
+        return {}
     classes = sorted(set(gt_classes) | {int(c) for r in records for c in r.det_labels})
     ground_truth = {
         "images": [{"id": i + 1} for i in range(len(records))],
@@ -253,13 +265,12 @@ def coco_average_precision(
     coco_eval.accumulate()
     # precision: (IoU thresholds, 101 recall points, classes, area ranges, maxDets); area "all"
     precision = np.asarray(coco_eval.eval["precision"])[:, :, :, 0, -1]
-    ap50, ap = {}, {}
+    per_threshold = {}
     for k, category in enumerate(coco_eval.params.catIds):
         per_class = precision[:, :, k]
         if (per_class > -1).any():  # -1: no ground truth for this class
-            ap50[int(category) - 1] = float(per_class[0].mean())
-            ap[int(category) - 1] = float(per_class.mean())
-    return ap50, ap
+            per_threshold[int(category) - 1] = per_class.mean(axis=1)
+    return per_threshold
 
 
 def voc_average_precision(

@@ -30,7 +30,7 @@ from .info import StepResult
 from .protocol import StreamableModel
 from .settings import StreamSettings
 from .state import StreamState
-from .stepping import Clock, Runtime, step_streams
+from .stepping import Clock, Pricing, Runtime, step_streams
 
 
 class UnknownStreamError(StreamDEQError, KeyError):
@@ -47,7 +47,8 @@ class StreamBatch:
         model: a streamable model, in eval mode, on ``device``.
         settings: defaults of every stream added (a :class:`StreamSettings`); keyword
             ``defaults`` replace its fields, as in :class:`~streamdeq.stream.engine.StreamDEQ`.
-        device, clock: as for :class:`~streamdeq.stream.engine.StreamDEQ`.
+        device, clock, pricing: as for :class:`~streamdeq.stream.engine.StreamDEQ` (pricing
+            gets the timings of all the streams of a step together).
     """
 
     def __init__(
@@ -57,9 +58,10 @@ class StreamBatch:
         settings: StreamSettings | None = None,
         device: str | torch.device | None = None,
         clock: Clock | None = None,
+        pricing: Pricing | None = None,
         **defaults: Any,
     ) -> None:
-        self.runtime = Runtime.create(model, device, clock)
+        self.runtime = Runtime.create(model, device, clock, pricing)
         self.model = model
         self.defaults = StreamSettings.from_options(settings, **defaults)
         self._streams: dict[Hashable, StreamState] = {}

@@ -25,14 +25,15 @@ from typing import Any
 
 import torch
 
-from .budget import BudgetSettings
+from ..errors import SettingsError
+from .budget import BudgetSettings, IterationController
 from .frames import PreprocessSettings
 from .info import StepResult
 from .protocol import StreamableModel
 from .settings import StreamSettings
 from .shots import ShotSettings
 from .state import StreamState
-from .stepping import Clock, Runtime, step_streams
+from .stepping import Clock, Pricing, Runtime, step_streams
 
 
 class StreamDEQ:
@@ -47,6 +48,8 @@ class StreamDEQ:
         device: where frames and state live (default: the model's device).
         clock: seconds as a float, for latencies and the time budget (default
             ``time.perf_counter``).
+        pricing: what each step is charged instead of its measured time (see
+            :class:`~streamdeq.stream.stepping.Runtime`); for simulated clocks.
 
     The other keywords are the fields of :class:`StreamSettings` (``solver``, ``tol``,
     ``budget_ms``, ``max_iter_cap``, ``f_thres``, ``solver_options``, ``measure_after``,
@@ -76,6 +79,7 @@ class StreamDEQ:
         settings: StreamSettings | None = None,
         device: str | torch.device | None = None,
         clock: Clock | None = None,
+        pricing: Pricing | None = None,
         **unknown: Any,
     ) -> None:
         # each keyword by name, so a setting can be followed from here to where it is used;
@@ -100,7 +104,7 @@ class StreamDEQ:
         # ``unknown`` goes on so that from_options names the closest setting for a typo (and
         # still takes a deprecated name, with its warning)
         self.settings = StreamSettings.from_options(settings, **given, **unknown)
-        self.runtime = Runtime.create(model, device, clock)
+        self.runtime = Runtime.create(model, device, clock, pricing)
         self.model = model
         self._state = StreamState(model, self.settings)
 
@@ -132,6 +136,17 @@ class StreamDEQ:
         return self._state.z
 
     @property
-    def controller(self):
+    def controller(self) -> IterationController:
         """The iteration controller (FixedIterations, ToleranceIterations or TimeBudget)."""
         return self._state.controller
+
+    @controller.setter
+    def controller(self, controller: IterationController) -> None:
+        """Replace the iteration controller: a scheduler that decides M per frame (e.g. from a
+        deadline, :class:`streamdeq.streaming.schedulers.FitInterval`) plugs in here."""
+        if not (
+            callable(getattr(controller, "plan", None))
+            and callable(getattr(controller, "observe", None))
+        ):
+            raise SettingsError("an iteration controller needs plan() and observe() methods")
+        self._state.controller = controller

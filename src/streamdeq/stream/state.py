@@ -227,8 +227,16 @@ class StreamState:
 
     # ------------------------------------------------------------------ phase 4: conclude
 
-    def conclude(self, output: Tensor, latency_ms: float) -> StepResult:
-        """Keep the new state and report the frame; ``output`` is the head's (1, ...) output."""
+    def measured_timing(self, latency_ms: float) -> FrameTiming:
+        """What the frame in progress cost: ``latency_ms`` of the whole step, its solves' time,
+        evaluations and iterations."""
+        frame = self._frame
+        solve_ms = sum({job.result.group: job.result.solve_ms for job in frame.jobs}.values())
+        return FrameTiming(latency_ms, solve_ms, frame.evals, frame.iters_before + frame.iters)
+
+    def conclude(self, output: Tensor, timing: FrameTiming) -> StepResult:
+        """Keep the new state and report the frame; ``output`` is the head's (1, ...) output,
+        ``timing`` what the frame is charged (:meth:`measured_timing`, or a simulated price)."""
         frame = self._frame
         if frame.diverged:
             self.z = None
@@ -242,17 +250,15 @@ class StreamState:
             elif self.settings.mode != "baseline":
                 self.z = frame.out_job.result.z
         self.size = frame.inp.size
-        solve_ms = sum({job.result.group: job.result.solve_ms for job in frame.jobs}.values())
-        iters = frame.iters_before + frame.iters
-        self.controller.observe(FrameTiming(latency_ms, solve_ms, frame.evals, iters))
+        self.controller.observe(timing)
         info = FrameInfo(
             index=self.index,
-            iters=iters,
+            iters=frame.iters_before + frame.iters,
             nfev=frame.evals,
             residual_before=frame.rel_before,
             residual_after=frame.rel_after,
-            latency_ms=latency_ms,
-            solve_ms=solve_ms,
+            latency_ms=timing.latency_ms,
+            solve_ms=timing.solve_ms,
             status=frame.status,
             reset=frame.reset,
             diverged=frame.diverged,

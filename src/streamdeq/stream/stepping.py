@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ..errors import SettingsError
-from .budget import TimeBudget
+from .budget import FrameTiming, TimeBudget
 from .frames import FrameInput, prepare_frame
 from .info import StepResult
 from .jobs import run_jobs, stack_rows
@@ -30,6 +30,10 @@ from .state import StreamState
 
 Clock = Callable[[], float]
 
+#: What a step is charged: the measured FrameTiming of each stream stepped together -> the
+#: timing to report and to feed the iteration controllers (same order, same length).
+Pricing = Callable[[list[FrameTiming]], list[FrameTiming]]
+
 
 @dataclass
 class Runtime:
@@ -40,6 +44,11 @@ class Runtime:
         device, dtype: of the frames and states (default: the model's parameters').
         clock: seconds, monotonic (default ``time.perf_counter``); injectable for tests.
         multiple: frames are padded to multiples of this (``model.input_multiple``).
+        pricing: None (default): a step costs what was measured. Otherwise the step's measured
+            timings are replaced by what this returns, before the controllers learn from them
+            and the frames report them: how a simulated clock
+            (:class:`streamdeq.streaming.clocks.SimulatedClock`) makes the time budget learn
+            simulated costs, not this machine's. The model still runs; only time is priced.
     """
 
     model: StreamableModel
@@ -47,6 +56,7 @@ class Runtime:
     dtype: torch.dtype
     clock: Clock = field(default=time.perf_counter)
     multiple: int = 1
+    pricing: Pricing | None = None
 
     @classmethod
     def create(
@@ -54,6 +64,7 @@ class Runtime:
         model: StreamableModel,
         device: str | torch.device | None = None,
         clock: Clock | None = None,
+        pricing: Pricing | None = None,
     ) -> Runtime:
         check_model(model)
         check_eval_mode(model)
@@ -72,12 +83,15 @@ class Runtime:
             )
         if clock is not None and not callable(clock):
             raise SettingsError("clock must be a callable returning seconds")
+        if pricing is not None and not callable(pricing):
+            raise SettingsError("pricing must be a callable taking and returning FrameTimings")
         return cls(
             model=model,
             device=device,
             dtype=param.dtype if param is not None else torch.float32,
             clock=clock or time.perf_counter,
             multiple=model_input_multiple(model),
+            pricing=pricing,
         )
 
     def sync(self) -> None:
@@ -115,8 +129,16 @@ def step_streams(
         outputs = _head(model, [state.output_state() for state in states])
         runtime.sync()
     latency_ms = (runtime.clock() - start) * 1000.0
+    timings = [state.measured_timing(latency_ms) for state in states]
+    if runtime.pricing is not None:
+        timings = list(runtime.pricing(timings))
+        if len(timings) != len(states):
+            raise SettingsError(
+                f"pricing returned {len(timings)} timings for a step of {len(states)} streams"
+            )
     return [
-        state.conclude(output, latency_ms) for state, output in zip(states, outputs, strict=True)
+        state.conclude(output, timing)
+        for state, output, timing in zip(states, outputs, timings, strict=True)
     ]
 
 

@@ -8,6 +8,8 @@ model's task, found by ``model.config.task`` in the task registry:
   adds its own stats columns;
 - **metric**: scores outputs against a clip's annotations, for the paper's experiments (Table 1,
   Fig. 5) on any task;
+- **predictions**: stores a run's per-frame outputs (``streamdeq run --predictions``) and reads
+  them back for ``streamdeq score`` (:mod:`streamdeq.tasks.predictions`);
 - **training**: the task's side of the trainer (batches, loss, validation), registered in
   :mod:`streamdeq.train` under the task's name;
 - **models**: the task package registers its model families in the model zoo when imported.
@@ -81,6 +83,8 @@ class Task:
         experiments: experiment names that only make sense for this task, with what they run
             (the generic ones, ``table1`` and ``fig5``, work on every task with a metric).
         target_key: what a clip's annotations are called in this task's error messages.
+        predictions: how a run's outputs are written and read back
+            (:class:`~streamdeq.tasks.predictions.PredictionsFormat`), or None.
     """
 
     name: str
@@ -93,6 +97,7 @@ class Task:
     headline_label: str = ""
     experiments: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     target_key: str = "annotations"
+    predictions: Any = None  # a PredictionsFormat; Any keeps this module free of its imports
 
     def build_renderer(self, model: Any) -> FrameRenderer:
         if self.renderer is None:

@@ -13,6 +13,7 @@ from ..base import Task
 from ..registry import register_task
 from .metric import DetectionMetric, detection_metric
 from .models import register_models
+from .predictions import BoxesPredictions
 from .render import BoxRenderer
 from .training import DetectionTask
 
@@ -22,6 +23,7 @@ TASK = Task(
     description="boxes with class names and scores",
     renderer=BoxRenderer,
     metric=detection_metric,
+    predictions=BoxesPredictions(),
     training=DetectionTask,
     headline="map50",
     headline_label="mAP@50",

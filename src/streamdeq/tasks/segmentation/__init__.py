@@ -10,6 +10,7 @@ from ..base import Task
 from ..registry import register_task
 from .metric import SegmentationMetric, segmentation_metric
 from .models import register_models
+from .predictions import LabelMapPredictions
 from .render import SegmentationRenderer, segmentation_labels
 from .training import SegmentationTask
 
@@ -19,6 +20,7 @@ TASK = Task(
     description="class colours over the frame (Cityscapes palette) with a legend",
     renderer=SegmentationRenderer,
     metric=segmentation_metric,
+    predictions=LabelMapPredictions(),
     training=SegmentationTask,
     headline="miou",
     headline_label="mIoU",

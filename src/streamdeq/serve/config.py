@@ -1,0 +1,175 @@
+"""The streams a service starts with: a streams.yaml written by the operator, and the state
+file in which the service keeps the streams added through its API, so they survive a restart.
+
+streams.yaml::
+
+    defaults: {iters: 2}             # settings of every stream (optional)
+    streams:
+      - source: street.mp4           # relative paths are relative to this file
+        id: street                   # optional
+        loop: true                   # optional
+        settings: {shot_policy: reset}
+
+The state file is JSON, written atomically (a temporary file, fsync, ``os.replace``), so a
+crash mid-write leaves the previous version, never half of one. It holds the sources as given,
+credentials in URLs included (a restart must reconnect), so it is created readable by its owner
+only (mode 0600).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import SettingsError
+
+STATE_VERSION = 1
+DEFAULT_STATE_NAME = "streams.state.json"
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A stream to start: its source, id (None: made from the source), loop and settings."""
+
+    source: str
+    id: str | None = None
+    loop: bool = False
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "source": self.source,
+            "loop": self.loop,
+            "settings": dict(self.settings),
+        }
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """A streams.yaml: default settings and streams."""
+
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    streams: tuple[StreamSpec, ...] = ()
+
+
+def load_config(path: Path) -> ServeConfig:
+    """Read a streams.yaml; a missing file or a malformed entry is a SettingsError."""
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise SettingsError(f"--config {path}: no such file") from None
+    except (OSError, yaml.YAMLError) as error:
+        raise SettingsError(f"--config {path}: cannot read it ({_first_line(error)})") from None
+    if not isinstance(data, Mapping):
+        raise SettingsError(f"--config {path}: expected a mapping with 'streams' and 'defaults'")
+    unknown = set(data) - {"defaults", "streams"}
+    if unknown:
+        raise SettingsError(
+            f"--config {path}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+            "expected 'streams' and 'defaults'"
+        )
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, Mapping):
+        raise SettingsError(f"--config {path}: 'defaults' must be a mapping of settings")
+    entries = data.get("streams") or []
+    if not isinstance(entries, list):
+        raise SettingsError(f"--config {path}: 'streams' must be a list")
+    base = Path(path).parent
+    streams = tuple(
+        _spec(entry, f"--config {path}: stream {n + 1}", base) for n, entry in enumerate(entries)
+    )
+    return ServeConfig(defaults=dict(defaults), streams=streams)
+
+
+def default_state_file(config: Path | None) -> Path:
+    """Beside the config file, else in the working directory."""
+    folder = Path(config).parent if config is not None else Path.cwd()
+    return folder / DEFAULT_STATE_NAME
+
+
+def load_state(path: Path) -> list[StreamSpec]:
+    """The streams in a state file ([] when there is none yet)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as error:
+        raise SettingsError(
+            f"state file {path}: cannot read it ({_first_line(error)}); fix or remove it"
+        ) from None
+    if not isinstance(data, Mapping) or not isinstance(data.get("streams"), list):
+        raise SettingsError(f"state file {path}: not a streamdeq state file; fix or remove it")
+    return [
+        _spec(entry, f"state file {path}: stream {n + 1}", None)
+        for n, entry in enumerate(data["streams"])
+    ]
+
+
+def save_state(path: Path, streams: list[StreamSpec]) -> None:
+    """Write the state file atomically: readers (and a restart after a crash) see the old
+    version or the new one, never a partial file."""
+    path = Path(path)
+    text = json.dumps(
+        {"version": STATE_VERSION, "streams": [s.as_dict() for s in streams]}, indent=2
+    )
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(text + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)  # the rename itself survives a power cut
+
+
+def _spec(entry: Any, where: str, base: Path | None) -> StreamSpec:
+    if isinstance(entry, str):
+        entry = {"source": entry}
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("source"), str):
+        raise SettingsError(f"{where}: needs a 'source' (a file, folder or URL)")
+    unknown = set(entry) - {"source", "id", "loop", "settings"}
+    if unknown:
+        raise SettingsError(
+            f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+            "expected source, id, loop, settings"
+        )
+    source = entry["source"]
+    if base is not None and "://" not in source and not Path(source).expanduser().is_absolute():
+        source = str(base / source)
+    stream_id, loop = entry.get("id"), entry.get("loop", False)
+    settings = entry.get("settings") or {}
+    if stream_id is not None and not isinstance(stream_id, str):
+        raise SettingsError(f"{where}: 'id' must be a string")
+    if not isinstance(loop, bool):
+        raise SettingsError(f"{where}: 'loop' must be true or false")
+    if not isinstance(settings, Mapping):
+        raise SettingsError(f"{where}: 'settings' must be a mapping")
+    return StreamSpec(source=source, id=stream_id, loop=loop, settings=dict(settings))
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -1,0 +1,79 @@
+"""Source readers: what FFmpeg may open for each scheme, credentials kept out of sight, looping
+files that count on, and the latest-only slot."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamdeq.serve import SourceOptions, SourceRejectedError
+from streamdeq.serve.sources import (
+    SourceReader,
+    display_source,
+    ffmpeg_options,
+    source_kind,
+)
+
+from .service_helpers import clip_file, wait_for
+
+
+@pytest.mark.parametrize(
+    ("url", "protocols"),
+    [
+        ("tcp://127.0.0.1:5000", "tcp"),
+        ("rtsp://cam/live", "rtsp,rtp,udp,tcp"),
+        ("http://cam/playlist.m3u8", "http,tcp"),
+        ("https://cam/playlist.m3u8", "https,tls,tcp,http"),
+        ("udp://239.0.0.1:1234", "udp"),
+    ],
+)
+def test_network_sources_may_use_only_their_schemes_protocols(url, protocols):
+    whitelist = ffmpeg_options(url)["protocol_whitelist"]
+    assert whitelist == protocols and "file" not in whitelist.split(",")
+
+
+def test_files_are_opened_with_the_file_protocol_only(tmp_path):
+    assert ffmpeg_options(str(tmp_path / "a.mp4")) == {"protocol_whitelist": "file"}
+
+
+def test_unknown_schemes_are_rejected_and_kinds_told_apart(tmp_path):
+    with pytest.raises(SourceRejectedError, match="gopher"):
+        source_kind("gopher://host/x")
+    assert source_kind("rtsp://cam/live") == "url"
+    assert source_kind(str(tmp_path)) == "folder"
+    assert source_kind(str(tmp_path / "a.mp4")) == "file"
+
+
+def test_credentials_are_stripped_for_display():
+    assert display_source("rtsp://admin:pw@10.0.0.5:554/s") == "rtsp://10.0.0.5:554/s"
+    assert display_source("rtsp://10.0.0.5/s") == "rtsp://10.0.0.5/s"
+    assert display_source("/data/a.mp4") == "/data/a.mp4"
+
+
+def test_a_looping_file_counts_on_and_marks_each_restart(tmp_path):
+    arrivals = []
+    reader = SourceReader(
+        str(clip_file(tmp_path, frames=4)),
+        loop=True,
+        options=SourceOptions(realtime=False),
+        on_frame=lambda: arrivals.append(reader.take()),
+    )
+    reader.start()
+    wait_for(lambda: len(arrivals) >= 10, "two and a half passes")
+    reader.stop()
+    reader.join(5)
+    indices = [a.index for a in arrivals[:10]]
+    assert indices == list(range(10))
+    assert [a.restarted for a in arrivals[:10]] == [i in (4, 8) for i in range(10)]
+    timestamps = [a.timestamp for a in arrivals[:10]]
+    assert timestamps == sorted(timestamps)
+
+
+def test_the_slot_keeps_only_the_newest_frame(tmp_path):
+    reader = SourceReader(
+        str(clip_file(tmp_path, frames=8)), loop=False, options=SourceOptions(realtime=False)
+    )
+    reader.start()
+    wait_for(lambda: reader.state == "ended", "the end of the file")
+    newest = reader.take()
+    assert newest.index == 7 and reader.take() is None
+    assert reader.stale == 7 and reader.delivered == 8
