@@ -77,3 +77,8 @@ def test_the_slot_keeps_only_the_newest_frame(tmp_path):
     newest = reader.take()
     assert newest.index == 7 and reader.take() is None
     assert reader.stale == 7 and reader.delivered == 8
+
+
+def test_display_drops_a_user_without_a_password_too():
+    assert display_source("rtsp://admin@10.0.0.5/s") == "rtsp://10.0.0.5/s"
+    assert display_source("clips/a.mp4") == "clips/a.mp4"

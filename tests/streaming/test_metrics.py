@@ -252,3 +252,16 @@ def test_diagnostics_count_own_inputs_and_take_the_lag_percentile():
     assert result["own_input_rate"] == pytest.approx(2 / 12)
     assert result["lag_mean"] == pytest.approx(45 / 11)
     assert result["lag_p90"] == pytest.approx(8.0)  # numpy linear: 0,0,1..9 -> rank 9.0 -> 8
+
+
+def test_a_label_map_scores_as_the_logits_it_came_from():
+    """A recorded run keeps (H, W) label maps, not logits: both must give the same matrix."""
+    torch.manual_seed(0)
+    logits = torch.randn(3, 6, 8)
+    target = torch.randint(0, 3, (6, 8))
+    from_logits, from_labels = SegmentationStreamingScorer(3), SegmentationStreamingScorer(3)
+    from_logits.score(logits, target)
+    from_labels.score(logits.argmax(0), target)
+    assert torch.equal(from_logits.matrix.matrix, from_labels.matrix.matrix)
+    with pytest.raises(LabelRangeError, match=r"\(5, 8\) \(H, W\) but its annotation is \(6, 8\)"):
+        from_labels.score(logits.argmax(0)[:5], target)

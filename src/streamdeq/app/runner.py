@@ -72,7 +72,7 @@ from ..data import (
     VideoWriter,
     open_video,
 )
-from ..data.video import _display as display_source
+from ..data.video import display_source
 from ..errors import SettingsError
 from ..stream import FrameInfo, StepResult, StreamDEQ
 from ..tasks import FrameRenderer, get_task, renderer_for

@@ -256,14 +256,13 @@ class _LabelMapScorer(SegmentationStreamingScorer):
     stream's scorer takes logits."""
 
     def score(self, output: Any, target: Any) -> None:
-        label = self._label(target)
-        predicted = as_label_tensor(output)
+        predicted, label = as_label_tensor(output), self.label(target)
         if predicted.shape != label.shape:
             raise PredictionsError(
                 f"a recorded label map is {tuple(predicted.shape)} (H, W) but its annotation is "
                 f"{tuple(label.shape)}: run the model on frames of the annotations' size"
             )
-        self.matrix.update(predicted, label)
+        super().score(predicted, label)
 
 
 def _scorer(predictions: RecordedPredictions) -> _RecordedScorer:

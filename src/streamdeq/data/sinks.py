@@ -78,7 +78,7 @@ def incomplete_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.incomplete{path.suffix}")
 
 
-class _IncompleteFileSink(AbstractContextManager, ABC):  # __enter__ returns self
+class IncompleteFileSink(AbstractContextManager, ABC):  # __enter__ returns self
     """Writes ``<stem>.incomplete<suffix>`` beside ``path`` and renames it to ``path`` on finish.
 
     Attributes:
@@ -172,7 +172,7 @@ class _IncompleteFileSink(AbstractContextManager, ABC):  # __enter__ returns sel
         """Close the incomplete file without raising (it is about to be deleted)."""
 
 
-class VideoWriter(_IncompleteFileSink):
+class VideoWriter(IncompleteFileSink):
     """An H.264 (yuv420p) video written frame by frame; playable in browsers and players.
 
     Odd widths or heights are padded to even by repeating the last row or column (H.264 in
@@ -322,7 +322,7 @@ class VideoWriter(_IncompleteFileSink):
                     closable.close()
 
 
-class StatsWriter(_IncompleteFileSink):
+class StatsWriter(IncompleteFileSink):
     """One row per frame, written and flushed as it comes; the format follows the extension.
 
     ``.csv`` (a header line, then rows), ``.jsonl`` / ``.ndjson`` (one JSON object per line) or

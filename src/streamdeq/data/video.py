@@ -166,7 +166,7 @@ class VideoSource(AbstractContextManager, ABC):  # __enter__ returns self
         fps = "?" if self.fps is None else f"{self.fps:g}"
         count = "?" if self.frame_count is None else self.frame_count
         return (
-            f"{type(self).__name__}({_display(self.source)!r}, "
+            f"{type(self).__name__}({display_source(self.source)!r}, "
             f"{self.width}x{self.height}, {fps} fps, {count} frames)"
         )
 
@@ -299,7 +299,7 @@ class ContainerSource(VideoSource):
         if kind is not None:  # a container cut inside its header: no stream is left at all
             container.close()
             raise CorruptVideoError(
-                f"{_display(self.source)} looks like {kind} but its header is cut short: the "
+                f"{display_source(self.source)} looks like {kind} but its header is cut short: the "
                 "file is truncated or damaged; re-copy or re-export it (0 frames read)",
                 source=self.source,
                 frames_read=0,
@@ -308,17 +308,17 @@ class ContainerSource(VideoSource):
             # FFmpeg's "tty" demuxer renders text files as ANSI art: not a video for our purposes
             container.close()
             raise NotAVideoError(
-                f"{_display(self.source)} has no video stream (audio only, or not a video); "
+                f"{display_source(self.source)} has no video stream (audio only, or not a video); "
                 "give a video file, a folder of images or a stream URL"
             )
         return container
 
     def _open_error(self, error: av.FFmpegError) -> Exception:
-        name = _display(self.source)
+        name = display_source(self.source)
         if _is_url(self.source):
             return StreamOpenError(
                 f"cannot open stream {name}: {error.strerror}; check the URL, that the server is "
-                "up and reachable, and raise the timeout (streamdeq run --timeout) for slow networks"
+                "up and reachable, and raise --timeout for slow networks"
             )
         if isinstance(error, PermissionError):
             return InputNotReadableError(f"cannot read {name}: permission denied")
@@ -351,7 +351,7 @@ class ContainerSource(VideoSource):
             raise failure
         if position.handed_out == 0 and self.dropped:
             raise CorruptVideoError(
-                f"{_display(self.source)}: no frame could be decoded ({self.decode_errors} "
+                f"{display_source(self.source)}: no frame could be decoded ({self.decode_errors} "
                 "packets rejected by the decoder); the input is damaged throughout",
                 source=self.source,
                 frames_read=0,
@@ -460,7 +460,7 @@ class ContainerSource(VideoSource):
         return error.strerror
 
     def _failure(self, frames_read: int, reason: str | None) -> CorruptVideoError:
-        name = _display(self.source)
+        name = display_source(self.source)
         what = "stream broke off" if _is_url(self.source) else "video is truncated or damaged"
         return CorruptVideoError(
             f"{name}: {what} after {frames_read} good frames ({reason or 'decode error'}); "
@@ -645,12 +645,15 @@ def _is_url(source: str) -> bool:
     return len(scheme) > 1 and "://" in source and scheme.lower() != "file"  # C:\ is a drive
 
 
-def _display(source: str) -> str:
-    """The source for messages, with any password in a URL hidden."""
+def display_source(source: str, *, keep_user: bool = True) -> str:
+    """The source for messages, with any password in a URL hidden (``user:***@host``), or with
+    the whole user part dropped (``keep_user=False``: what a web page may show)."""
     if not _is_url(source):
         return source
     parts = urlsplit(source)
-    if parts.password is None:
+    if parts.password is None and (keep_user or parts.username is None):
         return source
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    if keep_user:
+        host = f"{parts.username}:***@{host}"
+    return urlunsplit(parts._replace(netloc=host))

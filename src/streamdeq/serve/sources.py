@@ -19,11 +19,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ..data import VideoFrame, open_video
 from ..data.errors import VideoError
 from ..data.video import RECONNECT_FIRST_WAIT, RECONNECT_MAX_WAIT
+from ..data.video import display_source as video_display_source
 from ..errors import SettingsError
 from ..validation import check_real
 from .errors import SourceRejectedError
@@ -107,15 +108,8 @@ def source_kind(source: str) -> str:
 
 
 def display_source(source: str) -> str:
-    """The source for showing: a URL without its user name and password."""
-    if "://" not in source:
-        return source
-    parts = urlsplit(source)
-    if parts.username is None and parts.password is None:
-        return source
-    host = parts.hostname or ""
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The source as the API and the page show it: a URL without its user name and password."""
+    return video_display_source(source, keep_user=False)
 
 
 def ffmpeg_options(source: str) -> dict[str, str]:

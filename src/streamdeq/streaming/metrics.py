@@ -83,7 +83,8 @@ class SegmentationStreamingScorer:
 
     Answered frames: (classes, h, w) logits, upsampled bilinearly to the label map before the
     argmax (:func:`~streamdeq.tasks.segmentation.metric.predict_labels`, as the offline
-    metric). Missed frames: every labelled pixel counted in the last column. Pixels labelled
+    metric), or an (H, W) integer label map already at the annotation's size (a recorded
+    run's predictions, ``streamdeq run --predictions``). Missed frames: every labelled pixel counted in the last column. Pixels labelled
     :data:`~streamdeq.data.labels.IGNORE_INDEX` are not scored.
     """
 
@@ -94,11 +95,20 @@ class SegmentationStreamingScorer:
         self.matrix = ConfusionMatrix(num_classes=self.num_classes + 1, ignore_index=IGNORE_INDEX)
 
     def score(self, output: Any, target: Any) -> None:
-        label = self._label(target)
-        self.matrix.update(predict_labels(output, tuple(label.shape)), label)
+        label = self.label(target)
+        if _is_label_map(output):
+            predicted = as_label_tensor(output)
+            if predicted.shape != label.shape:
+                raise LabelRangeError(
+                    f"a predicted label map is {tuple(predicted.shape)} (H, W) but its "
+                    f"annotation is {tuple(label.shape)}"
+                )
+        else:
+            predicted = predict_labels(output, tuple(label.shape))
+        self.matrix.update(predicted, label)
 
     def miss(self, target: Any) -> None:
-        label = self._label(target)
+        label = self.label(target)
         self.matrix.update(torch.full_like(label, self.num_classes), label)
 
     def all_reduce(self) -> None:
@@ -116,7 +126,8 @@ class SegmentationStreamingScorer:
             "spixel_accuracy": self.matrix.pixel_accuracy(),
         }
 
-    def _label(self, target: Any) -> torch.Tensor:
+    def label(self, target: Any) -> torch.Tensor:
+        """The annotation as an int64 label map, checked against the class count."""
         label = as_label_tensor(target)
         scored = label[label != IGNORE_INDEX]
         # the matrix has one class more than the data; a label equal to C must not pass as it
@@ -159,6 +170,14 @@ class DetectionStreamingScorer:
             "sap75": _class_mean(per_threshold, lambda ap: float(ap[5])),
             "num_gt": sum(len(r.gt_labels) for r in self.accumulator.records),
         }
+
+
+def _is_label_map(output: Any) -> bool:
+    """An (H, W) map of integer class ids, not (classes, h, w) logits."""
+    if isinstance(output, torch.Tensor):
+        return output.dim() == 2 and not output.is_floating_point()
+    array = np.asarray(output)
+    return array.ndim == 2 and np.issubdtype(array.dtype, np.integer)
 
 
 def segmentation_scorer(model: Any) -> SegmentationStreamingScorer:

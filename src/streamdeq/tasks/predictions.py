@@ -30,7 +30,7 @@ from time import monotonic
 from typing import Any, Protocol
 
 from ..data.errors import OutputError
-from ..data.sinks import FLUSH_SECONDS, _IncompleteFileSink, incomplete_path
+from ..data.sinks import FLUSH_SECONDS, IncompleteFileSink, incomplete_path
 from ..errors import StreamDEQError
 
 #: The ``format`` field of a predictions header.
@@ -160,7 +160,7 @@ class JsonLines:
             raise OutputError(f"writing predictions {self.path} failed: {error}") from error
 
 
-class JsonLinesSink(_IncompleteFileSink):
+class JsonLinesSink(IncompleteFileSink):
     """A :class:`JsonLines` log that is itself the output (``preds.incomplete.jsonl`` during
     the run, ``preds.jsonl`` once finished)."""
 
