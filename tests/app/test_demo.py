@@ -24,7 +24,9 @@ def demo(tmp_path_factory):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("demo") / "out"
     console = Console(record=True, width=120)
-    settings = DemoSettings(clips=2, frames=3, figure_clips=2, video_clips=1, iters=(1, 2))
+    settings = DemoSettings(
+        clips=2, frames=3, figure_clips=2, video_clips=1, iters=(1, 2), streaming_clips=1
+    )
     report = run_demo(out, model=tiny_model(), settings=settings, scene=SCENE, console=console)
     torch.set_num_threads(threads)
     return out, report, console.export_text()
@@ -79,3 +81,19 @@ def test_demo_cli_error_is_one_line(monkeypatch, capsys, tmp_path):
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"streamdeq: error: checkpoint file not found: {missing}"]
+
+
+def test_demo_prints_the_streaming_table_and_writes_its_plot(demo):
+    out, report, text = demo
+    assert "Streaming mIoU at 17 frames/s" in text  # the generated clips' own rate
+    rows = report.streaming.rows
+    assert [(r["scheme"], r["scheduler"]) for r in rows] == [
+        ("baseline N", "latest"),
+        ("stream M=1", "latest"),
+        ("stream M=2", "latest"),
+        ("stream M=4", "latest"),
+        ("fit", "fit"),
+    ]
+    assert {r["clock"] for r in rows} == {"sim"} and {r["fps"] for r in rows} == {17.0}
+    assert rows[0]["profile"] == "measured"  # a model object has no bundled profile
+    assert {"streaming.csv", "streaming.png"} <= {p.name for p in out.iterdir()}

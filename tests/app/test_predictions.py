@@ -162,6 +162,12 @@ def test_detection_predictions_need_a_jsonl_name(tmp_path):
         BoxesPredictions().writer(None, tmp_path / "boxes", {})
 
 
+def test_segmentation_predictions_refuse_a_file_name(tmp_path):
+    with pytest.raises(PredictionsError, match="a folder of PNG label maps; .* not a .jsonl file"):
+        LabelMapPredictions().writer(fake_model(3), tmp_path / "preds.jsonl", {})
+    assert not (tmp_path / "preds.jsonl").exists()
+
+
 def test_predictions_of_one_task_are_not_read_as_another(tmp_path):
     writer = BoxesPredictions().writer(None, tmp_path / "b.jsonl", predictions_header("detection"))
     writer.finish()

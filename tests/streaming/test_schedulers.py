@@ -122,3 +122,14 @@ def test_latest_arrived_counts_a_frame_arriving_now():
     assert latest_arrived(ARRIVALS, 0.5) == 2
     assert latest_arrived(ARRIVALS, 0.74) == 2
     assert latest_arrived(ARRIVALS, 100.0) == 9
+
+
+def test_fit_plans_the_first_frame_from_the_costs_learnt_in_warm_up(tiny, frames):
+    """The warm-up before the clock starts teaches the budget what a step costs (priced as the
+    clock prices it), so the first timed frame is not spent at min_iters from zeros."""
+    cost = LinearCost(overhead_ms=50.0, ms_per_eval=45.0)
+    clock = SimulatedClock(cost)
+    out = run_online(tiny, frames, FPS, Scheme("stream", 8), scheduler="fit", clock=clock)
+    assert [o.iters for o in out] == [3] * 10  # floor((0.9 * 250 - 50) / 45) from the start
+    again = run_online(tiny, frames, FPS, Scheme("stream", 8), scheduler="fit", clock=clock)
+    assert [o.finish_s for o in again] == [o.finish_s for o in out]

@@ -247,6 +247,7 @@ def experiment_command(
     split: Annotated[str, typer.Option(help="data split")] = "val",
     out: Annotated[Path, typer.Option(help="output folder")] = Path("streamdeq-experiments"),
     threads: Annotated[int, typer.Option(min=1, help="CPU threads for torch")] = 1,
+    device: Annotated[str, typer.Option(help="cpu|cuda|cuda:N")] = "cpu",
     task: Annotated[
         _one_of(_task_words) | None,
         typer.Option(help="streaming: the task, which picks its bundled model"),
@@ -283,6 +284,7 @@ def experiment_command(
     arrived."""
     from ..experiments.cli import run_experiment_command
     from ..experiments.streaming_cli import StreamingFlags
+    from .run_options import resolve_device
 
     streaming_flags = StreamingFlags(
         task=task,
@@ -308,6 +310,7 @@ def experiment_command(
         split=split,
         out=out,
         threads=threads,
+        device=resolve_device(device),
         console=console,
         streaming_flags=streaming_flags,
     )
@@ -660,16 +663,22 @@ def serve_command(
     state_file: Annotated[
         Path | None,
         typer.Option(
-            help="where API-added streams are kept [default: streams.state.json beside --config]"
+            help="where API-added streams are kept [default: streams.state.json beside "
+            "--config, else in the working folder]"
         ),
     ] = None,
     loop: Annotated[bool, typer.Option(help="loop the SOURCE files and folders")] = True,
-    iters: Annotated[int | None, typer.Option(help="M, iterations per frame (default 4)")] = None,
+    iters: Annotated[
+        int | None,
+        typer.Option(help="M, iterations per frame (default 4; at most N, the model's full solve)"),
+    ] = None,
     tol: Annotated[float | None, typer.Option(help="iterate until rel. residual < T")] = None,
     budget_ms: Annotated[float | None, typer.Option(help="latency budget per frame, ms")] = None,
     mode: Annotated[_one_of(_serve_modes), typer.Option(help="the scheme")] = "stream",
     shot_policy: Annotated[_one_of(_shot_policies), typer.Option(help="on a cut")] = "keep",
-    folder_fps: Annotated[float, typer.Option(help="frame rate of image folders")] = 10.0,
+    folder_fps: Annotated[
+        float, typer.Option(help="frame rate of image folders (the same as streamdeq run's)")
+    ] = 25.0,
     timeout: Annotated[
         float, typer.Option(help="seconds a stream URL may stay silent before it is reopened")
     ] = 10.0,

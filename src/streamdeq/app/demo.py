@@ -6,7 +6,11 @@ frames/s and speed-ups, and writes into the output folder:
 
 * ``overlay.mp4``: StreamDEQ with M = 2 next to the baseline, class colours over the frames;
 * ``table1.csv/png``, ``fig3.csv/png`` (distance to the full solve over frames) and
-  ``fig5.csv/png`` (mIoU against the frames since the stream started).
+  ``fig5.csv/png`` (mIoU against the frames since the stream started);
+* ``streaming.csv/png``: streaming mIoU at the clips' own rate (17 Hz) of the baseline,
+  StreamDEQ at M = 1, 2, 4 and the fit-the-interval policy, on a simulated clock priced by the
+  bundled CPU latency profile (deterministic; each step's measured cost when the model has no
+  bundled profile).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +40,16 @@ from ..experiments import (
 )
 from ..experiments.fig5 import frames_to_baseline
 from ..experiments.schemes import Scheme
+from ..experiments.streaming import streaming
+from ..experiments.streaming_plot import plot_one_rate
 from ..models.resolve import resolve_model
 from ..validation import check_int
 
 #: Video panels are enlarged to at least this height (the bundled model runs at 128 x 256).
 VIDEO_MIN_HEIGHT = 256
+
+#: The streaming table's schemes (run on the "latest frame" scheduler) beside the fit policy.
+DEMO_STREAMING_SCHEMES = "baseline,stream=1,stream=2,stream=4"
 
 #: Stream lengths of the demo's Fig. 5 (the paper sweeps 1..20; these keep its shape for less).
 DEMO_OFFSETS = (1, 2, 3, 4, 6, 8, 12, 16, 20)
@@ -57,6 +67,7 @@ class DemoSettings:
         iters: the M of StreamDEQ.
         video_iters: the M shown in the video beside the baseline.
         fps: frame rate of the overlay video.
+        streaming_clips: clips of those used for the streaming table.
     """
 
     clips: int = 8
@@ -66,6 +77,7 @@ class DemoSettings:
     iters: tuple[int, ...] = PAPER_ITERS
     video_iters: int = 2
     fps: float = 8.0
+    streaming_clips: int = 4
 
     def __post_init__(self) -> None:
         check_int("clips", self.clips, label="demo clips")
@@ -79,6 +91,7 @@ class DemoSettings:
         check_int("figure_clips", self.figure_clips, label="demo figure_clips")
         check_int("video_clips", self.video_clips, label="demo video_clips")
         check_int("video_iters", self.video_iters, label="demo video_iters")
+        check_int("streaming_clips", self.streaming_clips, label="demo streaming_clips")
 
 
 @dataclass
@@ -89,6 +102,8 @@ class DemoReport:
     figures: list[ExperimentResult]
     files: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    streaming: ExperimentResult | None = None
+    streaming_seconds: float = 0.0
 
 
 def run_demo(
@@ -156,11 +171,75 @@ def run_demo(
             settings.fps,
         )
     report.files.append(video)
+    rate = _scene_fps(scene)  # the generated clips run at the simulated camera's rate
+    with console.status(f"streaming mIoU at {rate:g} frames/s (simulated clock)"):
+        began = time.perf_counter()
+        report.streaming = demo_streaming(net, name, clips[: settings.streaming_clips], rate)
+        report.streaming_seconds = time.perf_counter() - began
+    report.files += report.streaming.save(out)
     report.seconds = time.perf_counter() - started
     console.print(_fig5_summary(report.figures[-1]))
+    console.print(streaming_view(report.streaming))
     console.print(f"wrote {', '.join(str(p) for p in report.files)}")
     console.print(f"demo took {report.seconds:.0f} s")
     return report
+
+
+def demo_streaming(model: Any, name: str, clips: Sequence[Clip], fps: float) -> ExperimentResult:
+    """Streaming mIoU at ``fps`` of :data:`DEMO_STREAMING_SCHEMES` ("latest frame") and the fit
+    policy, priced by the model's bundled CPU profile (its measured costs without one)."""
+    from ..streaming import ProfileError, bundled_profile
+
+    size = tuple(clips[0].frames.shape[1:3])
+    try:
+        profile, label = bundled_profile(name, size, "cpu"), f"bundled {name} cpu profile"
+    except ProfileError:
+        profile, label = None, "measured"
+    result = streaming(
+        model,
+        clips,
+        fps=(fps,),
+        schemes=DEMO_STREAMING_SCHEMES,
+        schedulers=("latest", "fit"),
+        profile=profile,
+        profile_name=label,
+        frontier=False,
+    )
+    plot = partial(plot_one_rate, metric="smiou", offline_metric="miou", label="mIoU")
+    return ExperimentResult("streaming", result.rows, plot, result.meta)
+
+
+def streaming_view(result: ExperimentResult) -> Table:
+    """The streaming table: per scheme, streaming and offline mIoU, misses, lag, cost."""
+    meta = result.meta
+    view = Table(
+        title=f"Streaming mIoU at {meta['fps'][0]:g} frames/s ({meta['clips']} clips, "
+        f"simulated clock: {meta['profile']})",
+        caption="each labelled frame is scored with the latest output finished when it "
+        "arrived; offline = the same outputs scored against their own frames",
+    )
+    for column in ("scheme", "scheduler", "streaming mIoU %", "offline mIoU %", "missed",
+                   "lag (frames)", "ms / frame", "iters / frame"):  # fmt: skip
+        left = column in ("scheme", "scheduler")
+        view.add_column(column, justify="left" if left else "right", no_wrap=left)
+    for row in result.rows:
+        view.add_row(
+            row["scheme"],
+            row["scheduler"],
+            f"{100 * row['smiou']:.1f}",
+            f"{100 * row['offline_miou']:.1f}",
+            f"{100 * row['miss_rate']:.0f}%",
+            f"{row['lag_mean']:.2f}",
+            f"{row['mean_ms']:.1f}",
+            f"{row['mean_iters']:.1f}",
+        )
+    return view
+
+
+def _scene_fps(scene: Any) -> float:
+    from ..data.synthetic import SceneSettings
+
+    return float((scene if scene is not None else SceneSettings()).fps)
 
 
 def _prepare_output(out: Path) -> Path:

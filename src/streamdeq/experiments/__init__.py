@@ -27,6 +27,7 @@ from .fig7 import fig7
 from .loading import BUNDLED_MODEL, MissingWeightsError, load_model
 from .result import ExperimentResult
 from .schemes import PAPER_ITERS, Scheme, StateTap, relative_distance
+from .streaming import streaming
 from .table1 import table1
 
 #: Name -> experiment function, for ``streamdeq experiment NAME`` (``EXPERIMENTS.get(name)``
@@ -39,6 +40,7 @@ EXPERIMENTS.register("fig7", fig7)
 EXPERIMENTS.register("table1", table1)
 EXPERIMENTS.register("fig8", fig8)
 EXPERIMENTS.register("table1-detect", table1_detect)
+EXPERIMENTS.register("streaming", streaming)
 
 
 def list_experiments() -> list[str]:
@@ -68,6 +70,7 @@ __all__ = [
     "list_experiments",
     "load_model",
     "relative_distance",
+    "streaming",
     "table1",
     "table1_detect",
 ]

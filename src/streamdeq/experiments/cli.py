@@ -17,6 +17,10 @@ from ..tasks import task_of
 from .clips import Clip, cityscapes_clips, generated_clips
 from .detection import DETECTION_ONLY, require_detector
 from .detection_clips import generated_detection_clips
+from .streaming_cli import STREAMING_CLIPS, StreamingFlags
+
+#: Clips an experiment runs on when --clips is not given.
+DEFAULT_CLIPS = 8
 
 #: Task name -> the generated street clips annotated for it, (num_clips, num_frames, split=).
 GENERATED_CLIPS: dict[str, Callable[..., list[Clip]]] = {
@@ -31,7 +35,7 @@ def run_experiment_command(
     model: str | None,
     checkpoint: Path | None,
     random_weights: bool,
-    clips: int,
+    clips: int | None,
     frames: int,
     iters: str | None,
     steps: str | None,
@@ -41,11 +45,20 @@ def run_experiment_command(
     out: Path,
     console: Console,
     threads: int | None = None,
+    streaming_flags: StreamingFlags | None = None,
+    device: str = "cpu",
 ) -> list[Path]:
     """Run experiment ``name`` as the command line asks; returns the files written."""
     from . import EXPERIMENTS
 
     experiment = EXPERIMENTS.get(name)
+    streaming_flags = streaming_flags or StreamingFlags()
+    streaming_flags.refuse_for(name)
+    if name == "streaming" and iters is not None:
+        raise SettingsError("--iters does not apply to streaming; give --schemes stream=M,...")
+    model = streaming_flags.default_model(model, checkpoint)
+    if clips is None:
+        clips = STREAMING_CLIPS if name == "streaming" else DEFAULT_CLIPS
     options: dict[str, Any] = {}
     if iters is not None:
         if name == "fig2":
@@ -62,7 +75,10 @@ def run_experiment_command(
     if threads is not None:
         torch.set_num_threads(threads)
     weights = "random" if random_weights else "required"
-    net = resolve_model(model, checkpoint, weights=weights).model
+    resolved = resolve_model(model, checkpoint, weights=weights, device=device)
+    net = resolved.model
+    if name == "streaming":
+        options.update(streaming_flags.options(net))
     if name in DETECTION_ONLY:
         require_detector(name, net)  # before the clips: they take a while
     with console.status("loading clips"):
@@ -70,9 +86,13 @@ def run_experiment_command(
             clip_set = cityscapes_clips(cityscapes, split, frames_per_clip=frames, max_clips=clips)
         else:
             clip_set = generated_clips_for(net, clips, frames, split)
+    if name == "streaming":
+        model_name = resolved.entry.name if resolved.entry is not None else None
+        size = tuple(clip_set[0].frames.shape[1:3]) if clip_set else (0, 0)
+        options.update(streaming_flags.pricing(model_name, size))
     with console.status(f"running {name} on {len(clip_set)} clips of {frames} frames"):
         result = experiment(net, clip_set, **options)
-    console.print(rows_table(result.rows, title=name))
+    console.print(rows_table(result.rows, title=name, columns=result.meta.get("table_columns")))
     files = result.save(out)
     console.print(f"wrote {', '.join(map(str, files))}")
     return files
@@ -100,10 +120,16 @@ def parse_ints(option: str, text: str) -> list[int]:
     return values
 
 
-def rows_table(rows: list[dict[str, Any]], title: str = "", limit: int = 40) -> Table:
-    """The first ``limit`` rows as a rich table (floats with 4 significant digits)."""
+def rows_table(
+    rows: list[dict[str, Any]],
+    title: str = "",
+    limit: int = 40,
+    columns: list[str] | None = None,
+) -> Table:
+    """The first ``limit`` rows as a rich table (floats with 4 significant digits), all
+    columns or those named (the rest stay in the CSV)."""
     view = Table(title=title or None)
-    columns = list(rows[0]) if rows else []
+    columns = columns or (list(rows[0]) if rows else [])
     for column in columns:
         view.add_column(
             column, justify="left" if column in ("scheme", "start", "mode") else "right"

@@ -71,9 +71,16 @@ def run_online(
     frames = _in_memory(frames)
     arrivals = _arrivals(len(frames), fps, timestamps)
     settings = scheduler.stream_settings(scheme, dict(stream_options or {}), 1.0 / fps)
-    _warm_up(lambda: StreamDEQ(model, **settings), frames, _warmup_count(warmup, clock))
-    stream = StreamDEQ(model, pricing=clock.pricing(), **settings)
-    scheduler.attach(stream)
+
+    def open_stream() -> StreamDEQ:
+        opened = StreamDEQ(model, pricing=clock.pricing(), **settings)
+        scheduler.attach(opened)
+        return opened
+
+    warm = _warm_up(open_stream, frames, _warmup_count(warmup, clock, settings))
+    stream = open_stream()
+    if warm is not None:
+        prime_cost_estimates(stream.controller, warm.controller)
     scheduler.reset()
     keep = _keeper(keep_outputs)
     records: list[TimedOutput] = []
@@ -132,7 +139,11 @@ def run_online_batch(
     }
     settings = Latest().stream_settings(scheme, dict(stream_options or {}), 1.0 / fps)
     first = next(iter(streams.values()))
-    _warm_up(lambda: StreamDEQ(model, **settings), first, _warmup_count(warmup, clock))
+    _warm_up(
+        lambda: StreamDEQ(model, pricing=clock.pricing(), **settings),
+        first,
+        _warmup_count(warmup, clock, settings),
+    )
     batch = StreamBatch(model, pricing=clock.pricing())
     for sid in streams:
         batch.add_stream(sid, **settings)
@@ -190,22 +201,44 @@ def _arrivals(count: int, fps: float, timestamps: Sequence[float] | None) -> lis
     return times
 
 
-def _warmup_count(warmup: int | None, clock: OnlineClock) -> int:
+def _warmup_count(warmup: int | None, clock: OnlineClock, settings: Mapping[str, Any]) -> int:
+    """Frames to warm up on: ``warmup`` if given; else DEFAULT_WARMUP when costs are measured
+    (first-call allocations) or a time budget has costs to learn, 0 otherwise."""
     if warmup is None:
-        return DEFAULT_WARMUP if getattr(clock, "measures", True) else 0
+        learns = settings.get("budget_ms") is not None
+        return DEFAULT_WARMUP if learns or getattr(clock, "measures", True) else 0
     if not isinstance(warmup, int) or warmup < 0:
         raise SettingsError(f"warmup must be an integer >= 0, got {warmup!r}")
     return warmup
 
 
-def _warm_up(open_stream: Callable[[], StreamDEQ], frames: Sequence[Any], count: int) -> None:
-    """Step ``count`` frames through a throwaway stream: first-call allocations and kernel
-    selection happen before the clock starts, not in the first timed step."""
+def _warm_up(
+    open_stream: Callable[[], StreamDEQ], frames: Sequence[Any], count: int
+) -> StreamDEQ | None:
+    """Step ``count`` frames through a throwaway stream before the clock starts: first-call
+    allocations and kernel selection happen there, not in the first timed step, and a time
+    budget learns what a step costs (charged as the clock charges, so a simulated run stays
+    deterministic: the clock's draws restart at ``start``). Returns the stream, None if none."""
     if count == 0:
-        return
+        return None
     stream = open_stream()
     for index in range(min(count, len(frames))):
         stream.step(frames[index])
+    return stream
+
+
+def prime_cost_estimates(controller: Any, learned: Any) -> None:
+    """Start a time-budget controller from the cost estimates another one learned in warm-up.
+
+    Why: a budget controller that knows nothing plans its first frame at ``min_iters`` from
+    zeros, which under a latency-aware metric costs the start of every clip; a deployment
+    learns the costs before the stream starts, and so does an online run. Controllers without
+    estimates (fixed M, tolerance) are left as they are.
+    """
+    names = ("ms_per_eval", "overhead_ms", "extra_evals")
+    if all(hasattr(controller, n) and getattr(learned, n, None) is not None for n in names):
+        for name in names:
+            setattr(controller, name, getattr(learned, name))
 
 
 def _keeper(keep_outputs: KeepOutputs) -> Callable[[int, Any], Any]:
@@ -224,4 +257,10 @@ def _keeper(keep_outputs: KeepOutputs) -> Callable[[int, Any], Any]:
     )
 
 
-__all__ = ["DEFAULT_WARMUP", "KeepOutputs", "run_online", "run_online_batch"]
+__all__ = [
+    "DEFAULT_WARMUP",
+    "KeepOutputs",
+    "prime_cost_estimates",
+    "run_online",
+    "run_online_batch",
+]

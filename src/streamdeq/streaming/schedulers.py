@@ -184,7 +184,9 @@ class IntervalBudget(TimeBudget):
     extra evaluations, from the engine's or the simulated clock's timings), but plans
     ``floor((headroom * deadline_ms - overhead) / ms_per_eval - extra_evals)`` for the frame in
     hand instead of holding a mean: no dithering and no payback, which would let single frames
-    overrun. The first frame (nothing learned yet) gets ``min_iters``.
+    overrun. With nothing learned yet it plans ``min_iters``; the online runners warm up before
+    the clock starts and hand it the costs learnt there
+    (:func:`~streamdeq.streaming.online.prime_cost_estimates`).
     """
 
     def __init__(

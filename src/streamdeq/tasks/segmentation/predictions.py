@@ -26,6 +26,11 @@ from .render import segmentation_labels
 #: The index file inside a predictions folder (also what marks a folder as predictions).
 INDEX_NAME = "index.jsonl"
 
+#: Names that say "a file": a folder of label maps given one is a mistake, not a folder name.
+FILE_SUFFIXES = frozenset(
+    {".jsonl", ".ndjson", ".json", ".csv", ".txt", ".png", ".npz", ".npy", ".pkl"}
+)
+
 #: More classes than this are written as 16-bit PNGs (255 is the usual "ignore" value).
 MAX_8BIT_CLASSES = 255
 
@@ -102,6 +107,11 @@ class LabelMapPredictions:
     target = "a folder"
 
     def writer(self, model: Any, path: Path, header: Mapping[str, Any]) -> LabelMapWriter:
+        if Path(path).suffix.lower() in FILE_SUFFIXES:
+            raise PredictionsError(
+                f"--predictions {path}: segmentation predictions are a folder of PNG label "
+                f"maps; give a folder name, not a {Path(path).suffix} file"
+            )
         return LabelMapWriter(model, path, header)
 
     def read(self, path: Path) -> RecordedPredictions:
