@@ -14,26 +14,73 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .fused_head import FoldedHead, fold_head, fold_key, fused_head
+
 if TYPE_CHECKING:  # the config builds the model (config.build), not the reverse
     from .config import MDEQConfig
 
 
 class SegmentationHead(nn.Module):
     """Every branch bilinearly upsampled to branch 0's size (align_corners=True), concatenated,
-    then 1x1 conv + BN + ReLU + a final conv to class logits (B, classes, H_0, W_0)."""
+    then 1x1 conv + BN + ReLU + a final conv to class logits (B, classes, H_0, W_0).
+
+    In eval mode the same function is computed in a faster, exact form: each branch convolved
+    at its own resolution with BatchNorm folded in, then upsampled and summed in cache-sized
+    bands (:mod:`.fused_head` says why that is exact; timings in benchmarks/README.md). Training
+    mode (BN uses the batch's statistics there), a 3x3 final conv, or ``use_fused = False`` run
+    the original path, :meth:`reference_forward`.
+
+    Without autograd the folded weights are cached, and refolded whenever a parameter or BN
+    buffer of the head changes (optimiser step, load_state_dict, ``.to()``, a training-mode
+    forward); with autograd they are folded on every call, so gradients reach the parameters.
+    An edit through ``.data`` bypasses the version counters the cache checks: call
+    :meth:`clear_fold_cache` after one.
+    """
 
     def __init__(self, config: MDEQConfig) -> None:
         super().__init__()
         width = sum(config.num_channels)
         k = config.final_conv_kernel
+        self.num_channels = tuple(config.num_channels)
         self.last_layer = nn.Sequential(
             nn.Conv2d(width, width, 1),
             nn.BatchNorm2d(width, momentum=config.bn_momentum),
             nn.ReLU(inplace=True),
             nn.Conv2d(width, config.num_classes, k, padding=k // 2),
         )
+        #: False forces the original path everywhere (to compare or time the two)
+        self.use_fused = True
+        self._folded: FoldedHead | None = None
+        self._fold_key: tuple | None = None
 
     def forward(self, z: Sequence[Tensor]) -> Tensor:
+        if not self.uses_fused_path():
+            return self.reference_forward(z)
+        params_need_grad = any(p.requires_grad for p in self.last_layer.parameters())
+        if torch.is_grad_enabled() and params_need_grad:
+            return fused_head(z, fold_head(self.last_layer, self.num_channels))
+        return fused_head(z, self.folded())
+
+    def uses_fused_path(self) -> bool:
+        """Whether :meth:`forward` takes the fast exact path now (see the class docstring)."""
+        return self.use_fused and not self.training and self.last_layer[3].kernel_size == (1, 1)
+
+    def folded(self) -> FoldedHead:
+        """The BN-folded weights (no autograd), refolded when the head's parameters or buffers
+        changed."""
+        key = fold_key(self.last_layer)
+        if self._folded is None or key != self._fold_key:
+            with torch.no_grad():
+                self._folded = fold_head(self.last_layer, self.num_channels)
+            self._fold_key = key
+        return self._folded
+
+    def clear_fold_cache(self) -> None:
+        """Drop the folded weights (after editing parameters through ``.data``)."""
+        self._folded = self._fold_key = None
+
+    def reference_forward(self, z: Sequence[Tensor]) -> Tensor:
+        """The original head, differentiable, with BN batch statistics in training mode."""
         if z[0].device.type == "cpu":
             # oneDNN's 1x1 convolutions over the wide concatenation run faster channels-last
             # (SMALL at 512x1024: the head 104 -> 91 ms, XL 626 -> 509 ms, 2 threads), and
