@@ -1,22 +1,28 @@
-"""``streamdeq serve`` on the command line: its help, the refusal of a public bind without a
-token, and a real server process stopped by SIGTERM."""
+"""``streamdeq serve`` on the command line: its help, mistakes refused in one line (before the
+model loads where they can be), and a real server process that says where it listens and is
+stopped by SIGTERM."""
 
 from __future__ import annotations
 
+import inspect
 import json
+import queue
+import re
 import signal
 import socket
 import subprocess
 import sys
-import time
+import threading
 import urllib.request
 
 import pytest
 from typer.testing import CliRunner
 
-from streamdeq.app.cli import app, main
+from streamdeq.app.cli import app, main, serve_command
+from streamdeq.data.video import DEFAULT_FOLDER_FPS
+from streamdeq.serve.sources import SourceOptions
 
-from .service_helpers import PATIENCE_S, clip_file
+from .service_helpers import PATIENCE_S, clip_file, wait_for
 
 OPTIONS = ("--config", "--host", "--port", "--max-streams", "--token", "--media-root")
 OPTIONS += ("--allow-scheme", "--allow-hosts", "--state-file", "--loop", "--iters", "--device")
@@ -27,6 +33,63 @@ def test_help_documents_the_options():
     assert result.exit_code == 0
     for option in OPTIONS:
         assert option in result.output
+    assert "else in the working folder" in " ".join(result.output.split())
+
+
+def test_image_folders_default_to_the_frame_rate_of_run():
+    assert inspect.signature(serve_command).parameters["folder_fps"].default == DEFAULT_FOLDER_FPS
+    assert SourceOptions().folder_fps == DEFAULT_FOLDER_FPS
+
+
+def serve_error(monkeypatch, capsys, *args: str) -> str:
+    """The one line ``streamdeq serve ARGS`` ends with (exit 2), the model never loaded."""
+
+    def no_model(*_, **__):
+        raise AssertionError("the model was loaded before the mistake was found")
+
+    monkeypatch.setattr("streamdeq.app.serving.resolve_model", no_model)
+    monkeypatch.setattr(sys, "argv", ["streamdeq", "serve", *args])
+    monkeypatch.delenv("STREAMDEQ_TOKEN", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2, lines
+    assert len(lines) == 1 and lines[0].startswith("streamdeq: error: "), lines
+    return lines[0]
+
+
+def test_a_port_in_use_is_one_line_before_the_model_loads(monkeypatch, capsys):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        line = serve_error(monkeypatch, capsys, "--port", str(port))
+    assert f"cannot listen on 127.0.0.1:{port}" in line and "in use" in line
+
+
+def test_a_host_that_does_not_resolve_is_one_line(monkeypatch, capsys):
+    def unknown(*_, **__):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unknown)
+    line = serve_error(monkeypatch, capsys, "--host", "cams.invalid", "--token", "t", "--port", "0")
+    assert "cannot listen on cams.invalid:0" in line and "does not resolve" in line
+
+
+def test_conflicting_iteration_flags_are_named_as_flags(monkeypatch, capsys):
+    line = serve_error(monkeypatch, capsys, "--iters", "2", "--tol", "0.01")
+    assert "--iters and --tol conflict: give one of --iters, --tol or --budget-ms" in line
+
+
+def test_too_many_sources_for_max_streams_says_to_raise_it(monkeypatch, capsys, tmp_path):
+    sources = [str(tmp_path / f"{name}.mp4") for name in "abc"]
+    line = serve_error(monkeypatch, capsys, *sources, "--max-streams", "2")
+    assert "raise --max-streams" in line and "remove" not in line
+
+
+def test_a_bad_setting_in_the_config_names_the_file_and_the_stream(monkeypatch, capsys, tmp_path):
+    config = tmp_path / "streams.yaml"
+    config.write_text("streams:\n  - {source: a.mp4, id: gate, settings: {mode: fast}}\n")
+    line = serve_error(monkeypatch, capsys, "--config", str(config))
+    assert f"--config {config}: stream 1 (gate): mode" in line
 
 
 def test_a_public_host_without_a_token_is_refused_in_one_line(monkeypatch, capsys):
@@ -39,12 +102,6 @@ def test_a_public_host_without_a_token_is_refused_in_one_line(monkeypatch, capsy
     assert len(lines) == 1 and "--host 0.0.0.0" in lines[0] and "token" in lines[0]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _get_json(url: str) -> dict | None:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -53,40 +110,83 @@ def _get_json(url: str) -> dict | None:
         return None
 
 
+def _stderr_lines(process: subprocess.Popen) -> queue.Queue:
+    """The process's stderr lines as they come (None at its end), read on a thread so that a
+    test can wait for one with a timeout."""
+    lines: queue.Queue = queue.Queue()
+
+    def pump() -> None:
+        for line in process.stderr:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def _next_line(lines: queue.Queue, pattern: str, seen: list[str]) -> re.Match:
+    while True:
+        line = lines.get(timeout=PATIENCE_S)
+        if line is None:
+            pytest.fail(f"the process ended without printing {pattern!r}: {''.join(seen)}")
+        seen.append(line)
+        if match := re.search(pattern, line):
+            return match
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="POSIX signals")
-def test_sigterm_drains_and_ends_by_the_signal(tmp_path):
-    port = _free_port()
+def test_it_says_where_it_listens_and_sigterm_drains_and_ends_by_the_signal(tmp_path):
     clip = clip_file(tmp_path)
     process = subprocess.Popen(
         [
-            *(sys.executable, "-m", "streamdeq", "serve", str(clip), "--port", str(port)),
+            *(sys.executable, "-m", "streamdeq", "serve", str(clip), "--port", "0"),
             *("--state-file", str(tmp_path / "state.json"), "--threads", "1", "--iters", "2"),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    seen: list[str] = []
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + PATIENCE_S
-        while time.monotonic() < deadline:
-            streams = _get_json(f"{base}/api/streams")
-            if streams and streams[0]["frames"] > 0:
-                break
-            assert process.poll() is None, process.stderr.read()
-            time.sleep(0.2)
-        else:
-            pytest.fail("the server never processed a frame")
+        lines = _stderr_lines(process)
+        started = _next_line(
+            lines,
+            r"^streamdeq serve: (http://127\.0\.0\.1:(\d+)/) \(1 stream, model .+ on cpu\)",
+            seen,
+        )
+        base, port = started.group(1).rstrip("/"), int(started.group(2))
+        assert port != 0 and "Ctrl-C or SIGTERM stops" in seen[-1]
+        wait_for(
+            lambda: (streams := _get_json(f"{base}/api/streams")) and streams[0]["frames"] > 0,
+            "the server to process a frame",
+        )
         assert _get_json(f"{base}/healthz")["status"] == "ok"
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=PATIENCE_S)
+        _next_line(lines, r"^streamdeq serve: stopped \(SIGTERM\)", seen)
+        process.wait(timeout=PATIENCE_S)
     finally:
         if process.poll() is None:
             process.kill()
-            process.communicate()
+            process.wait()
+    stderr = "".join(seen)
     assert process.returncode == -signal.SIGTERM, stderr  # a shell shows 143
     assert "Traceback" not in stderr
     assert (
         not (tmp_path / "state.json").exists()
         or "clip" not in (tmp_path / "state.json").read_text()
     )  # command-line streams are not persisted
+
+
+def test_only_the_settings_flags_given_override_the_configs_defaults(monkeypatch, tmp_path):
+    from streamdeq.app.serving import ServeConfig, _startup_defaults
+
+    captured = {}
+    monkeypatch.setattr(
+        "streamdeq.app.serving.serve", lambda options, _: captured.update(o=options)
+    )
+    monkeypatch.setattr(sys, "argv", ["streamdeq", "serve", "--shot-policy", "reset"])
+    main()
+    options = captured["o"]
+    assert options.settings == {"shot_policy": "reset"}  # no --mode: the config's stands
+    defaults = _startup_defaults(options, ServeConfig(defaults={"mode": "keyframe"}), 24)
+    assert defaults["mode"] == "keyframe" and defaults["shot_policy"] == "reset"

@@ -94,12 +94,12 @@ def test_a_source_that_fails_to_open_shows_failed_with_its_error(client):
     [
         (b"{not json", 400, "JSON"),
         (b"", 400, "JSON"),
-        (b"[1, 2]", 422, "object"),
-        (b'{"source": "clip.mp4", "colour": "red"}', 422, "colour"),
-        (b'{"id": "x"}', 422, "source"),
-        (b'{"source": 3}', 422, "source"),
-        (b'{"source": "clip.mp4", "loop": "yes"}', 422, "loop"),
-        (b'{"source": "clip.mp4", "settings": [1]}', 422, "settings"),
+        (b"[1, 2]", 400, "object"),
+        (b'{"source": "clip.mp4", "colour": "red"}', 400, "colour"),
+        (b'{"id": "x"}', 400, "source"),
+        (b'{"source": 3}', 400, "source"),
+        (b'{"source": "clip.mp4", "loop": "yes"}', 400, "loop"),
+        (b'{"source": "clip.mp4", "settings": [1]}', 400, "settings"),
     ],
 )
 def test_a_bad_add_request_is_one_line_of_json(client, service, body, status, word):
@@ -178,13 +178,36 @@ def test_settings_are_read_and_patched(client):
         ({"iters": -1}, 400, "iters"),
         ({"mode": "fast"}, 400, "mode"),
         ({"speed": 3}, 400, "speed"),
-        ([1], 422, "object"),
+        ({"iters": "4"}, 400, "iters"),
+        ([1], 400, "object"),
     ],
 )
 def test_bad_settings_are_refused_and_leave_the_stream_alone(client, body, status, word):
     add(client, id="a")
     assert_error(client.patch("/api/streams/a/settings", json=body), status, word)
     assert client.get("/api/streams/a/settings").json()["iters"] == 2
+
+
+@pytest.mark.parametrize(
+    ("post", "patch"),
+    [
+        ({"source": "clip.mp4", "colour": "red"}, {"colour": "red"}),  # an unknown field
+        ({"source": "clip.mp4", "loop": "yes"}, {"iters": "4"}),  # a wrong type
+        ({"source": "clip.mp4", "settings": {"iters": -1}}, {"iters": -1}),  # a bad value
+        (["clip.mp4"], ["iters"]),  # not an object
+    ],
+)
+def test_the_same_mistake_gets_the_same_status_on_add_and_on_patch(client, post, patch):
+    add(client, id="a")
+    added = client.post("/api/streams", json=post)
+    patched = client.patch("/api/streams/a/settings", json=patch)
+    assert added.status_code == patched.status_code == 400, (added.text, patched.text)
+
+
+def test_an_over_long_field_name_is_not_echoed_in_full(client):
+    response = client.post("/api/streams", json={"source": "clip.mp4", "x" * 5000: 1})
+    assert_error(response, 400, "unknown field", "5000 characters")
+    assert len(response.json()["error"]) < 200
 
 
 # results and overlays --------------------------------------------------------------------------
@@ -303,6 +326,7 @@ def test_writes_and_video_need_the_token(service, media, method, path):
     for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": f"Basic {TOKEN}"}):
         response = client.request(method, path, json=body, headers=headers)
         assert_error(response, 401, "token")
+        assert response.headers["www-authenticate"] == "Bearer"
     assert_error(client.request(method, path + "?token=wrong", json=body), 401)
     assert "a" in service.infos and service.infos["a"]["settings"]["iters"] == 2
 
@@ -331,7 +355,10 @@ def test_reading_lists_and_settings_needs_no_token(service, media):
 # Host and Origin -------------------------------------------------------------------------------
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "127.0.0.1.evil.example"])
 def test_a_foreign_host_header_is_refused_on_loopback(client, host):
-    assert_error(client.get("/api/streams", headers={"host": host}), 421, "host")
+    # the message says where the server is, port included (BASE's 8000)
+    assert_error(
+        client.get("/api/streams", headers={"host": host}), 421, "host", "http://127.0.0.1:8000/"
+    )
 
 
 @pytest.mark.parametrize("host", ["localhost:8000", "127.0.0.1:8000", "[::1]:8000", "localhost"])
@@ -403,3 +430,10 @@ def test_a_symlink_out_of_the_media_root_is_rejected(client, service, media, tmp
     (media / "link.mp4").symlink_to(outside)
     assert_error(client.post("/api/streams", json={"source": "link.mp4"}), 400, "outside")
     assert service.added == []
+
+
+def test_an_upper_case_scheme_reaches_the_service_in_lower_case(client, service):
+    # FFmpeg's protocol names are case-sensitive: "HTTP" would never open
+    add(client, "HTTP://cam.example/live.mp4", id="cam")
+    assert service.added[-1]["source"] == "http://cam.example/live.mp4"
+    assert_error(client.post("/api/streams", json={"source": "FILE:///etc/passwd"}), 400)

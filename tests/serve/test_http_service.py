@@ -97,3 +97,14 @@ def test_events_stream_the_engine_results_and_end_when_the_service_stops(running
     assert kinds[0] == "summary" and "result" in kinds
     data = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data:")]
     assert {item["stream"] for item in data if "stream" in item} == {"cam"}
+
+
+def test_settings_errors_speak_json_and_name_the_cap(running):
+    _, client = running
+    assert client.post("/api/streams", json={"source": "clip.mp4", "id": "cam"}).status_code == 201
+    wrong_type = client.patch("/api/streams/cam/settings", json={"iters": "4"})
+    assert wrong_type.status_code == 400
+    assert "or null" in wrong_type.json()["error"] and "None" not in wrong_type.json()["error"]
+    too_many = client.patch("/api/streams/cam/settings", json={"iters": 2000})
+    assert too_many.status_code == 400 and "at most 24" in too_many.json()["error"]
+    assert client.get("/api/streams/cam/settings").json()["iters"] == 4

@@ -122,3 +122,9 @@ def test_the_metrics_endpoint_serves_the_text_format(service):
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert "streamdeq_stream_frames_total" in response.text
+
+
+def test_the_resets_help_says_loops_and_reconnections_are_not_resets(service):
+    text = ServeMetrics(service).render().decode()  # the fixture's streams: "a" and "b"
+    [help_line] = [line for line in text.splitlines() if "HELP streamdeq_stream_resets" in line]
+    assert "not loops, reconnections" in help_line

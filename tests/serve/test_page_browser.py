@@ -102,6 +102,11 @@ def test_the_page_shows_live_tiles_and_drives_the_streams(server, browser):
     from selenium.webdriver.common.keys import Keys
 
     url, service = server
+    # "east" has ended before the page opens: no event will ever come for it
+    east = clip_file(Path(service.streams()[0]["source"]).parent, frames=4, name="east.mp4")
+    service.add_stream(str(east), stream_id="east", settings={"iters": 2})
+    wait_for(lambda: service.stream("east")["state"] == "ended", "east to end")
+    wait_for(lambda: service.latest_result("east"), "east's last result")  # taken after the end
     browser.get(f"{url}/#token={TOKEN}")
 
     def tile(name: str):
@@ -111,21 +116,30 @@ def test_the_page_shows_live_tiles_and_drives_the_streams(server, browser):
         found = browser.find_elements(By.CSS_SELECTOR, "section.tile")
         return sorted(t.get_attribute("data-stream") for t in found)
 
-    wait_for(lambda: tiles() == ["north", "south"], "one tile per stream", PATIENCE_S)
+    wait_for(lambda: tiles() == ["east", "north", "south"], "one tile per stream", PATIENCE_S)
 
     def shown_overlay(name: str) -> str | None:  # the <img> URL once its picture has loaded
         return browser.execute_script(
             "const img = arguments[0];"
-            "return img.complete && img.naturalWidth > 0 ? img.src : null;",
+            "return !img.hidden && img.complete && img.naturalWidth > 0 ? img.src : null;",
             tile(name).find_element(By.CSS_SELECTOR, "img.overlay"),
         )
+
+    def reported_iters(name: str) -> str:
+        return tile(name).find_element(By.CSS_SELECTOR, ".now .iters").text
+
+    def badge(name: str) -> str:
+        return tile(name).find_element(By.CSS_SELECTOR, "figure.main figcaption").text
+
+    # the ended stream shows its last picture, result and real state
+    wait_for(lambda: shown_overlay("east"), "east's last overlay")
+    wait_for(lambda: reported_iters("east") == "2", "east's last result")
+    wait_for(lambda: badge("east") == "ended", "east's badge")
+    wait_for(lambda: badge("north") == "live", "north's badge")
 
     first = wait_for(lambda: shown_overlay("north"), "a first overlay", PATIENCE_S)
     assert "overlay.jpg" in first and f"token={TOKEN}" in first
     wait_for(lambda: shown_overlay("north") not in (None, first), "the overlay to advance")
-
-    def reported_iters(name: str) -> str:
-        return tile(name).find_element(By.CSS_SELECTOR, ".now .iters").text
 
     wait_for(lambda: reported_iters("south") == "1", "south's M = 1 results", PATIENCE_S)
     tile("south").find_element(By.CSS_SELECTOR, ".iters-slider").send_keys(Keys.END)  # M = 8
@@ -134,7 +148,7 @@ def test_the_page_shows_live_tiles_and_drives_the_streams(server, browser):
     assert service.settings("north")["iters"] == 1
     wait_for(lambda: reported_iters("north") == "1", "north still at M = 1")
 
-    wait_for(lambda: browser.find_element(By.ID, "sum-streams").text == "2", "the summary row")
+    wait_for(lambda: browser.find_element(By.ID, "sum-streams").text == "3", "the summary row")
     browser.save_screenshot(str(artifacts_dir() / "serve-page.png"))
 
     def click_remove() -> bool:
@@ -143,13 +157,24 @@ def test_the_page_shows_live_tiles_and_drives_the_streams(server, browser):
 
     wait_for(click_remove, "a first click on north's Remove")
     wait_for(click_remove, "the second click, which confirms")
-    wait_for(lambda: tiles() == ["south"], "the removed stream's tile to go", PATIENCE_S)
-    assert [info["id"] for info in service.streams()] == ["south"]
+    wait_for(lambda: tiles() == ["east", "south"], "the removed stream's tile to go", PATIENCE_S)
+    assert [info["id"] for info in service.streams()] == ["south", "east"]
 
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert errors == [], errors
 
-    browser.get(f"{url}/")  # without the token: the page loads, writes are refused in one line
+    browser.get(f"{url}/")  # without the token: the page loads and says a token is needed
+    banner = wait_for(
+        lambda: "needs a token" in (text := browser.find_element(By.ID, "banner").text) and text,
+        "the token notice",
+    )
+    assert "#token=" in banner
+    browser.execute_script("window.scrollTo(0, 0)")
+    browser.save_screenshot(str(artifacts_dir() / "serve-page-no-token.png"))
+    assert not shown_overlay("east")  # no picture without the token, and no broken one
+    placeholder = tile("east").find_element(By.CSS_SELECTOR, "figure.main .placeholder")
+    wait_for(lambda: placeholder.is_displayed() and "token" in placeholder.text, "a placeholder")
+    # writes are refused in one line
     form = browser.find_element(By.ID, "add-form")
     form.find_element(By.NAME, "source").send_keys("north.mp4")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()

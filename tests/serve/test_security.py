@@ -208,3 +208,10 @@ def test_token_matches_only_the_same_token():
     assert token_matches("abc", "abc")
     assert not token_matches("abd", "abc") and not token_matches(None, "abc")
     assert not token_matches("", "abc") and token_matches("ünï", "ünï")
+
+
+def test_url_schemes_are_lowered_and_checked_lowered():
+    policy = SourcePolicy()
+    assert policy.check("RTSP://Cam.Example/Live") == "rtsp://Cam.Example/Live"
+    with pytest.raises(SourceRejectedError, match="scheme 'file'"):
+        policy.check("File:///etc/passwd")

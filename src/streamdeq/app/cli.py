@@ -674,8 +674,14 @@ def serve_command(
     ] = None,
     tol: Annotated[float | None, typer.Option(help="iterate until rel. residual < T")] = None,
     budget_ms: Annotated[float | None, typer.Option(help="latency budget per frame, ms")] = None,
-    mode: Annotated[_one_of(_serve_modes), typer.Option(help="the scheme")] = "stream",
-    shot_policy: Annotated[_one_of(_shot_policies), typer.Option(help="on a cut")] = "keep",
+    mode: Annotated[
+        _one_of(_serve_modes) | None,
+        typer.Option(help="the scheme [default: --config's defaults, else stream]"),
+    ] = None,
+    shot_policy: Annotated[
+        _one_of(_shot_policies) | None,
+        typer.Option(help="on a cut [default: --config's defaults, else keep]"),
+    ] = None,
     folder_fps: Annotated[
         float, typer.Option(help="frame rate of image folders (the same as streamdeq run's)")
     ] = 25.0,
@@ -695,17 +701,23 @@ def serve_command(
     Each source is read on its own thread and only its latest frame is processed (stale frames
     are dropped and counted); stream URLs reconnect with backoff. Streams added through the API
     are kept in the state file and come back after a restart; SOURCE and --config streams are
-    not copied there. Settings flags (--iters, --mode, ...) are the default of every stream.
+    not copied there. Settings flags (--iters, --mode, ...) are the default of every stream,
+    over --config's defaults.
+
+    It prints where it listens (with --port 0, the port chosen) on stderr once serving.
 
     Stopping: SIGTERM, Ctrl-C or SIGHUP drain (the ticks in progress finish, sources and event
     streams close), then the process ends by the signal (exit 143 for SIGTERM)."""
     from .serving import ServeOptions, serve
 
-    settings = {
-        name: value
-        for name, value in (("iters", iters), ("tol", tol), ("budget_ms", budget_ms))
-        if value is not None
-    }
+    given = (
+        ("iters", iters),
+        ("tol", tol),
+        ("budget_ms", budget_ms),
+        ("mode", mode),
+        ("shot_policy", shot_policy),
+    )
+    settings = {name: value for name, value in given if value is not None}  # over --config's
     options = ServeOptions(
         sources=tuple(sources or ()),
         config=config,
@@ -722,7 +734,7 @@ def serve_command(
         hostnames=tuple(hostname or ()),
         state_file=state_file,
         loop=loop,
-        settings={**settings, "mode": mode, "shot_policy": shot_policy},
+        settings=settings,
         folder_fps=folder_fps,
         timeout=timeout,
         jpeg_quality=jpeg_quality,

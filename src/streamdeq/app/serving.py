@@ -2,16 +2,22 @@
 the right order.
 
 Order of work: options are checked first (a public bind without a token is refused before
-anything loads), then the config file, then the model; the service starts, the command line's
-and the config's streams are added (not persisted), the state file's streams come back, and
-uvicorn serves. A stop signal (SIGTERM, Ctrl-C, SIGHUP) drains: uvicorn stops accepting, the
-service finishes its ticks, closes its sources and its event streams, and the process ends by
-the signal (exit 143 for SIGTERM), as ``streamdeq run`` does.
+anything loads), then the config file, then the listening socket is bound (a taken port or a
+host that does not resolve fails in one line before the model loads, and ``--port 0`` has its
+real port to print), then the model; the service starts, the command line's and the config's
+streams are added (not persisted), the state file's streams come back, one line on stderr says
+where the page is, and uvicorn serves on the socket. A stop signal (SIGTERM, Ctrl-C, SIGHUP)
+drains: uvicorn stops accepting, the service finishes its ticks, closes its sources and its
+event streams, and the process ends by the signal (exit 143 for SIGTERM), as ``streamdeq run``
+does.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -21,12 +27,14 @@ from typing import Any
 
 import torch
 
-from ..errors import SettingsError
+from ..data.video import DEFAULT_FOLDER_FPS
+from ..errors import SettingsError, StreamDEQError
 from ..models.resolve import resolve_model
 from ..serve.config import ServeConfig, default_state_file, load_config
 from ..serve.service import Service
-from ..serve.settings import DEFAULT_SETTINGS, merge_settings
+from ..serve.settings import DEFAULT_SETTINGS, ITERATION_KEYS, max_iters_for, merge_settings
 from ..serve.sources import SourceOptions
+from ..stream import StreamSettings
 from .run_options import resolve_device
 from .runner import STOP_SIGNALS
 
@@ -51,7 +59,7 @@ class ServeOptions:
     state_file: Path | None = None
     loop: bool = True
     settings: dict[str, Any] = field(default_factory=dict)
-    folder_fps: float = 10.0
+    folder_fps: float = DEFAULT_FOLDER_FPS
     timeout: float = 10.0
     jpeg_quality: int = 80
     threads: int | None = None
@@ -65,10 +73,43 @@ class ServeOptions:
             )
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"--port must be 0..65535, got {self.port}")
-        merge_settings(DEFAULT_SETTINGS, self.settings)  # the flags' stream settings
+        check_flag_settings(self.settings)
         if self.stop_timeout <= 0:
             raise SettingsError(f"--stop-timeout must be > 0, got {self.stop_timeout}")
         resolve_device(self.device)
+
+
+#: The flag of each stream setting, for messages about the command line.
+SETTING_FLAGS = {
+    "mode": "--mode",
+    "iters": "--iters",
+    "tol": "--tol",
+    "budget_ms": "--budget-ms",
+    "shot_policy": "--shot-policy",
+}
+
+
+def check_flag_settings(settings: dict[str, Any], max_iters: int | None = None) -> dict[str, Any]:
+    """The flags' stream settings, checked; a mistake is said in flags (``--iters``), not in
+    the API's field names."""
+    given = [SETTING_FLAGS[name] for name in ITERATION_KEYS if settings.get(name) is not None]
+    if len(given) > 1:
+        raise SettingsError(
+            f"{' and '.join(given)} conflict: give one of --iters, --tol or --budget-ms",
+            field="iters",
+        )
+    try:
+        return merge_settings(DEFAULT_SETTINGS, settings, max_iters=max_iters)
+    except SettingsError as error:
+        raise SettingsError(_in_flags(error), field=error.field) from None
+
+
+def _in_flags(error: SettingsError) -> str:
+    message = str(error).replace(" or None", "")  # no flag takes None
+    flag = SETTING_FLAGS.get(error.field or "")
+    if flag is None:
+        return message
+    return re.sub(rf"\b(?<!-){re.escape(error.field or '')}\b", flag, message, count=1)
 
 
 def is_loopback(host: str) -> bool:
@@ -76,6 +117,55 @@ def is_loopback(host: str) -> bool:
     from ..serve.security import is_loopback as loopback
 
     return loopback(host)
+
+
+def check_stream_count(options: ServeOptions, config: ServeConfig) -> None:
+    """The command line's and the config's streams fit in --max-streams (checked before the
+    model loads, and said in the command line's words)."""
+    count = len(options.sources) + len(config.streams)
+    if count > options.max_streams:
+        given = "SOURCE arguments and --config streams" if config.streams else "SOURCE arguments"
+        raise SettingsError(
+            f"{count} {given} but --max-streams {options.max_streams}: raise --max-streams "
+            f"to at least {count}",
+            field="max_streams",
+        )
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The server's listening socket, bound now: a port in use or a host that does not resolve
+    is one line naming host:port, and with ``port`` 0 the chosen port is known before the
+    server starts."""
+    where = f"{host}:{port}"
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except (OSError, UnicodeError) as error:
+        raise SettingsError(
+            f"cannot listen on {where}: host {host!r} does not resolve ({_reason(error)})",
+            field="host",
+        ) from None
+    try:
+        listener = socket.create_server((host, port), family=family)
+    except OSError as error:
+        raise SettingsError(f"cannot listen on {where}: {_reason(error)}", field="port") from None
+    listener.set_inheritable(True)
+    return listener
+
+
+def _reason(error: BaseException) -> str:
+    number = getattr(error, "errno", None)
+    if isinstance(error, OSError) and not isinstance(error, socket.gaierror) and number:
+        reason = os.strerror(number)  # not create_server's "(while attempting to bind ...)"
+    else:
+        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return reason[0].lower() + reason[1:] if reason else reason
+
+
+def listening_url(listener: socket.socket) -> str:
+    """The address the page is at, with the port actually bound."""
+    host, port = listener.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
 
 
 def build_service(options: ServeOptions, config: ServeConfig) -> Service:
@@ -88,7 +178,7 @@ def build_service(options: ServeOptions, config: ServeConfig) -> Service:
     )
     if loaded.warning:
         print(f"streamdeq: warning: {loaded.warning}", file=sys.stderr)
-    defaults = merge_settings(config.defaults, options.settings)
+    defaults = _startup_defaults(options, config, max_iters_for(loaded.model, StreamSettings()))
     state_file = options.state_file or default_state_file(options.config)
     return Service(
         loaded.model,
@@ -102,31 +192,74 @@ def build_service(options: ServeOptions, config: ServeConfig) -> Service:
     )
 
 
+def _startup_defaults(options: ServeOptions, config: ServeConfig, max_iters: int) -> dict[str, Any]:
+    """The config's defaults under the flags, checked against the model's N (each mistake
+    said where it was made)."""
+    try:
+        from_config = merge_settings(DEFAULT_SETTINGS, config.defaults, max_iters=max_iters)
+    except SettingsError as error:
+        raise SettingsError(f"--config {config.path}: defaults: {error}") from None
+    check_flag_settings(options.settings, max_iters)
+    return merge_settings(from_config, options.settings, max_iters=max_iters)
+
+
 def add_startup_streams(service: Service, options: ServeOptions, config: ServeConfig) -> None:
-    """The config's and the command line's streams: the operator's own, never persisted."""
-    for spec in config.streams:
-        service.add_stream(
-            spec.source, stream_id=spec.id, settings=spec.settings, loop=spec.loop, persist=False
-        )
+    """The config's and the command line's streams: the operator's own, never persisted. A
+    stream refused (a setting over the model's cap, a taken id) is named with where it came
+    from."""
+    for index, spec in enumerate(config.streams):
+        try:
+            service.add_stream(
+                spec.source,
+                stream_id=spec.id,
+                settings=spec.settings,
+                loop=spec.loop,
+                persist=False,
+            )
+        except StreamDEQError as error:
+            raise SettingsError(f"{config.where(index)}: {error}") from None
     for source in options.sources:
-        service.add_stream(source, loop=options.loop, persist=False)
+        try:
+            service.add_stream(source, loop=options.loop, persist=False)
+        except StreamDEQError as error:
+            raise SettingsError(f"SOURCE {source}: {error}") from None
 
 
 def serve(options: ServeOptions, end_by_signal: Callable[[int], Any]) -> None:
     """Run the service behind uvicorn until a stop signal; then drain and end by it."""
-    import uvicorn
-
-    from ..serve.http import create_app
     from ..serve.security import DEFAULT_SCHEMES, SourcePolicy
 
     config = load_config(options.config) if options.config is not None else ServeConfig()
+    check_stream_count(options, config)
     policy = SourcePolicy(
         media_root=options.media_root,
         allowed_schemes=options.allow_schemes or DEFAULT_SCHEMES,
         allowed_hosts=options.allow_hosts,
     )
+    listener = bind_listener(options.host, options.port)
+    try:
+        _serve_on(listener, options, config, policy, end_by_signal)
+    finally:
+        listener.close()
+
+
+def _serve_on(
+    listener: socket.socket,
+    options: ServeOptions,
+    config: ServeConfig,
+    policy: Any,
+    end_by_signal: Callable[[int], Any],
+) -> None:
+    import uvicorn
+
+    from ..serve.http import create_app
+
     service = build_service(options, config)
-    add_startup_streams(service, options, config)
+    try:
+        add_startup_streams(service, options, config)
+    except BaseException:
+        service.stop(options.stop_timeout)
+        raise
     service.start()
     for notice in service.notices:
         print(f"streamdeq: note: {notice}", file=sys.stderr)
@@ -141,22 +274,38 @@ def serve(options: ServeOptions, end_by_signal: Callable[[int], Any]) -> None:
     server = _make_server(
         uvicorn.Config(
             app,
-            host=options.host,
-            port=options.port,
             log_level="warning",
             timeout_graceful_shutdown=int(options.stop_timeout) + 1,
         ),
         stopper,
     )
+    streams = len(service.streams())
+    print(
+        f"streamdeq serve: {listening_url(listener)} ({streams} stream{'s' * (streams != 1)}, "
+        f"model {service.model_name} on {resolve_device(options.device)}); "
+        "Ctrl-C or SIGTERM stops",
+        file=sys.stderr,
+        flush=True,
+    )
     previous = {s: signal.signal(s, stopper.record) for s in STOP_SIGNALS}
     try:
-        server.run()
+        server.run(sockets=[listener])
     finally:
         stopper.stop_now()
         for signum, handler in previous.items():
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        print(f"streamdeq serve: stopped{_by(stopper.signum)}", file=sys.stderr, flush=True)
     if stopper.signum is not None:
         end_by_signal(stopper.signum)
+
+
+def _by(signum: int | None) -> str:
+    if signum is None:
+        return ""
+    try:
+        return f" ({signal.Signals(signum).name})"
+    except ValueError:
+        return f" (signal {signum})"
 
 
 class _Stopper:

@@ -29,6 +29,8 @@ from typing import Any
 import yaml
 
 from ..errors import SettingsError
+from .errors import json_words
+from .settings import DEFAULT_SETTINGS, merge_settings
 
 STATE_VERSION = 1
 DEFAULT_STATE_NAME = "streams.state.json"
@@ -54,19 +56,31 @@ class StreamSpec:
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """A streams.yaml: default settings and streams."""
+    """A streams.yaml: default settings and streams (``path``: the file, None: no file)."""
 
     defaults: Mapping[str, Any] = field(default_factory=dict)
     streams: tuple[StreamSpec, ...] = ()
+    path: Path | None = None
+
+    def where(self, index: int) -> str:
+        """How messages name the config's stream ``index`` (from 0)."""
+        spec = self.streams[index]
+        name = f" ({spec.id})" if spec.id else ""
+        return f"--config {self.path}: stream {index + 1}{name}"
 
 
 def load_config(path: Path) -> ServeConfig:
-    """Read a streams.yaml; a missing file or a malformed entry is a SettingsError."""
+    """Read a streams.yaml; a missing file, invalid YAML (with its line), a malformed entry or
+    a bad setting (naming the stream) is a SettingsError. Settings are checked here, before any
+    model loads; caps that depend on the model (M at most N) are checked when the streams start.
+    """
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError:
         raise SettingsError(f"--config {path}: no such file") from None
-    except (OSError, yaml.YAMLError) as error:
+    except yaml.YAMLError as error:
+        raise SettingsError(f"--config {path}: {_yaml_problem(error)}") from None
+    except (OSError, UnicodeDecodeError) as error:
         raise SettingsError(f"--config {path}: cannot read it ({_first_line(error)})") from None
     if not isinstance(data, Mapping):
         raise SettingsError(f"--config {path}: expected a mapping with 'streams' and 'defaults'")
@@ -86,11 +100,38 @@ def load_config(path: Path) -> ServeConfig:
     streams = tuple(
         _spec(entry, f"--config {path}: stream {n + 1}", base) for n, entry in enumerate(entries)
     )
-    return ServeConfig(defaults=dict(defaults), streams=streams)
+    config = ServeConfig(defaults=dict(defaults), streams=streams, path=Path(path))
+    _check_settings(config)
+    return config
+
+
+def _check_settings(config: ServeConfig) -> None:
+    try:
+        defaults = merge_settings(DEFAULT_SETTINGS, config.defaults)
+    except SettingsError as error:
+        raise SettingsError(
+            f"--config {config.path}: defaults: {json_words(str(error))}", field=error.field
+        ) from None
+    for index, spec in enumerate(config.streams):
+        try:
+            merge_settings(defaults, spec.settings)
+        except SettingsError as error:
+            raise SettingsError(
+                f"{config.where(index)}: {json_words(str(error))}", field=error.field
+            ) from None
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """ "invalid YAML at line L, column C: <problem>" (the line numbers as editors count)."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    problem = getattr(error, "problem", None) or _first_line(error)
+    if mark is None:
+        return f"invalid YAML: {problem}"
+    return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def default_state_file(config: Path | None) -> Path:
-    """Beside the config file, else in the working directory."""
+    """Beside the config file, else in the working folder."""
     folder = Path(config).parent if config is not None else Path.cwd()
     return folder / DEFAULT_STATE_NAME
 

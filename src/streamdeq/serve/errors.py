@@ -7,6 +7,8 @@ handling for free.
 
 from __future__ import annotations
 
+import re
+
 from ..errors import StreamDEQError
 
 
@@ -46,3 +48,31 @@ class SourceRejectedError(ServiceError, ValueError):
 
 class SubscriptionClosed(StreamDEQError):
     """A subscription read after the service stopped or the subscription was closed."""
+
+
+#: The longest text a message quotes from a request (an id, a field name): an error line must
+#: stay one readable line whatever a client sends.
+QUOTE_LIMIT = 40
+
+
+def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)``, cut to ``limit`` characters with the full length said when longer."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    length = f" ({len(value)} characters)" if isinstance(value, str) else ""
+    return f"{text[:limit]}...{length}"
+
+
+_PYTHON_WORDS = re.compile(r"\b(or|got|be) (None|True|False)\b|\b(True) or (False)\b")
+_JSON_WORDS = {"None": "null", "True": "true", "False": "false"}
+
+
+def json_words(message: str) -> str:
+    """``message`` in JSON's words: the library's validators say "or None" and "True or False"
+    to Python callers; an API client (or a YAML file) says null, true and false."""
+
+    def to_json(match: re.Match[str]) -> str:
+        return re.sub(r"None|True|False", lambda word: _JSON_WORDS[word.group()], match.group())
+
+    return _PYTHON_WORDS.sub(to_json, message)

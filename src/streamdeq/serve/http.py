@@ -5,7 +5,9 @@ The app holds no state of its own beyond open event streams and metrics histogra
 comes from the service, so the page, the API and ``/metrics`` never disagree. Service calls run in
 a worker thread (a call may wait for the engine's lock while a batch is stepped), never on the
 event loop. Errors are one line of JSON (``{"error": ...}``) with a 4xx status, never a
-traceback page.
+traceback page. Every mistake in a request itself (not JSON, not an object, an unknown field, a
+wrong type, a bad value, a refused source) is a 400, whether it comes in a new stream or in a
+settings change: a client handles one status for "fix your request".
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from starlette.schemas import SchemaGenerator
 from starlette.staticfiles import StaticFiles
 
 from ..errors import SettingsError, StreamDEQError
-from .errors import ServiceError, SubscriptionClosed
+from .errors import ServiceError, SubscriptionClosed, json_words, quoted
 from .metrics import ServeMetrics, health_status
 from .security import SecurityMiddleware, SourcePolicy
 
@@ -43,6 +45,8 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = 64 * 1024
 #: Open ``/api/events`` streams at most; each holds a subscription and, while it waits, a thread.
 MAX_EVENT_CLIENTS = 32
+#: Longest error line an API response carries (a message quoting a client's value stays short).
+MAX_ERROR_CHARS = 300
 #: Seconds between ``summary`` events.
 SUMMARY_INTERVAL = 1.0
 _ADD_FIELDS = {"source": str, "id": (str, type(None)), "settings": (dict, type(None)), "loop": bool}
@@ -94,7 +98,7 @@ async def _call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object; 413 / 400 / 422 with one line otherwise."""
+    """The request body as a JSON object; 413 / 400 with one line otherwise."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise HTTPException(413, f"request body over {MAX_BODY_BYTES} bytes")
@@ -108,7 +112,7 @@ async def _json_object(request: Request) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError):
         raise HTTPException(400, "request body is not valid JSON") from None
     if not isinstance(data, dict):
-        raise HTTPException(422, "request body must be a JSON object")
+        raise HTTPException(400, "request body must be a JSON object")
     return data
 
 
@@ -116,12 +120,12 @@ def _check_add_request(data: Mapping[str, Any]) -> None:
     unknown = sorted(set(data) - set(_ADD_FIELDS))
     if unknown:
         allowed = ", ".join(sorted(_ADD_FIELDS))
-        raise HTTPException(422, f"unknown field {unknown[0]!r} (allowed: {allowed})")
+        raise HTTPException(400, f"unknown field {quoted(unknown[0])} (allowed: {allowed})")
     if "source" not in data:
-        raise HTTPException(422, "field 'source' is required")
+        raise HTTPException(400, "field 'source' is required")
     for name, kinds in _ADD_FIELDS.items():
         if name in data and not isinstance(data[name], kinds):
-            raise HTTPException(422, f"field {name!r} has the wrong type")
+            raise HTTPException(400, f"field {name!r} has the wrong type")
 
 
 def create_app(
@@ -212,9 +216,8 @@ def create_app(
                   loop: {type: boolean}
         responses:
           201: {description: the new stream's info}
-          400: {description: source rejected or bad settings}
+          400: {description: "not JSON, an unknown field, a wrong type, a bad setting or a refused source"}
           409: {description: id taken or too many streams}
-          422: {description: unknown field or wrong type}
         """
         data = await _json_object(request)
         _check_add_request(data)
@@ -269,7 +272,7 @@ def create_app(
               schema: {type: object, description: "any subset of the settings"}
         responses:
           200: {description: the stream's settings after the change}
-          400: {description: an unknown setting or a bad value}
+          400: {description: "not JSON, an unknown setting, a wrong type or a bad value"}
           404: {description: unknown stream}
         """
         changes = await _json_object(request)
@@ -440,7 +443,7 @@ class _EventStreams:
 def _exception_handlers() -> dict[Any, Callable[..., Any]]:
     async def service_error(request: Request, exc: Exception) -> Response:
         status = exc.status if isinstance(exc, ServiceError) else 400
-        return JSON({"error": _one_line(exc)}, status_code=status)
+        return JSON({"error": json_words(_one_line(exc))}, status_code=status)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -465,4 +468,5 @@ def _exception_handlers() -> dict[Any, Callable[..., Any]]:
 
 def _one_line(message: object) -> str:
     text = str(message).strip() or type(message).__name__
-    return " ".join(text.split())
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."

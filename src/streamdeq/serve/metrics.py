@@ -29,7 +29,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 _PER_STREAM_COUNTERS = (
     ("frames", "Frames processed"),
     ("drops", "Frames dropped because the engine was behind"),
-    ("resets", "State resets (shot changes, divergence)"),
+    ("resets", "State resets by the engine (shot change, divergence); not loops, reconnections"),
     ("reconnects", "Source reconnections"),
 )
 

@@ -159,7 +159,9 @@ class SecurityMiddleware:
         refusal = self.refusal(scope)
         if refusal is not None:
             status, message = refusal
-            await _send_json(send, status, {"error": message})
+            # RFC 6750: a 401 says which scheme would be accepted
+            extra = [(b"www-authenticate", b"Bearer")] if status == 401 else []
+            await _send_json(send, status, {"error": message}, extra)
             return
         await self.app(scope, receive, _with_headers(send))
 
@@ -168,7 +170,9 @@ class SecurityMiddleware:
         method, path = scope["method"], scope["path"]
         host = _header(scope, b"host") or ""
         if self.loopback and not self.hosts.allows(host):
-            return 421, f"host {host!r} is not this server; open it as http://127.0.0.1"
+            port = (scope.get("server") or (None, None))[1]
+            address = f"http://127.0.0.1:{port}/" if port else "http://127.0.0.1/"
+            return 421, f"host {host[:80]!r} is not this server; open it as {address}"
         if self.loopback and method.upper() not in SAFE_METHODS:
             origin = _header(scope, b"origin")
             if origin is not None and not self._same_origin(origin, scope, host):
@@ -211,9 +215,12 @@ def _with_headers(send: Send) -> Send:
     return wrapped
 
 
-async def _send_json(send: Send, status: int, payload: dict[str, str]) -> None:
+async def _send_json(
+    send: Send, status: int, payload: dict[str, str], extra: list[tuple[bytes, bytes]]
+) -> None:
     body = json.dumps(payload).encode("utf-8")
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += extra
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -252,7 +259,8 @@ class SourcePolicy:
         )
 
     def check(self, source: str) -> str:
-        """The source to open (a file as its resolved absolute path, a URL unchanged).
+        """The source to open (a file as its resolved absolute path, a URL with its scheme in
+        lower case: FFmpeg's protocol names are case-sensitive, URL schemes are not).
 
         Raises:
             SourceRejectedError: the source is not allowed; the message says why.
@@ -263,7 +271,8 @@ class SourcePolicy:
             raise SourceRejectedError("source is too long or contains control characters")
         match = _SCHEME.match(source)
         if match:
-            return self._check_url(source, match.group(1).lower())
+            scheme = match.group(1).lower()
+            return self._check_url(scheme + source[len(scheme) :], scheme)
         return self._check_path(source)
 
     def _check_url(self, source: str, scheme: str) -> str:

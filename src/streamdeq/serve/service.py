@@ -39,10 +39,24 @@ from ..stream.frames import PreprocessSettings
 from ..tasks import model_task_name, renderer_for
 from ..validation import check_int
 from .config import StreamSpec, load_state, save_state
-from .errors import ConflictError, LimitError, NotFoundError, ServiceError
+from .errors import ConflictError, LimitError, NotFoundError, ServiceError, quoted
 from .lanes import Lane, LaneBatch, ServedStream, TickResult
-from .settings import DEFAULT_SETTINGS, compare_settings, is_slow, merge_settings, stream_settings
-from .sources import SourceOptions, SourceReader, check_source_options, display_source, source_kind
+from .settings import (
+    DEFAULT_SETTINGS,
+    compare_settings,
+    is_slow,
+    max_iters_for,
+    merge_settings,
+    stream_settings,
+)
+from .sources import (
+    SourceOptions,
+    SourceReader,
+    check_source_options,
+    display_source,
+    normalise_scheme,
+    source_kind,
+)
 from .subscriptions import Subscription
 from .summary import OverlayCache, summarizer_for
 
@@ -93,8 +107,10 @@ class Service:
         self.state_file = Path(state_file) if state_file is not None else None
         self.jpeg_quality = jpeg_quality
         self.source_options = check_source_options(source_options)
-        self.defaults = merge_settings(DEFAULT_SETTINGS, defaults or {})
         self.base = stream_base if stream_base is not None else _base_settings(model)
+        #: the most iterations a frame a stream may ask for (N, the model's full solve)
+        self.max_iters = max_iters_for(model, self.base)
+        self.defaults = merge_settings(DEFAULT_SETTINGS, defaults or {}, max_iters=self.max_iters)
         self.notices: list[str] = []  # what start() skipped, for the command line to show
         self._summarize = summarizer_for(self.task, model)
         self._streams: dict[str, ServedStream] = {}
@@ -178,8 +194,9 @@ class Service:
             raise SettingsError("source must be a file, a folder or a stream URL", field="source")
         if not isinstance(loop, bool):
             raise SettingsError(f"loop must be true or false, got {loop!r}", field="loop")
+        source = normalise_scheme(source)
         kind = source_kind(source)
-        merged = merge_settings(self.defaults, settings or {})
+        merged = merge_settings(self.defaults, settings or {}, max_iters=self.max_iters)
         self._check_engine_settings(merged)
         with self._lock:
             if self._status == "stopping":
@@ -188,7 +205,8 @@ class Service:
                 stream_id = self._new_id(source)
             elif not isinstance(stream_id, str) or not _ID.fullmatch(stream_id):
                 raise SettingsError(
-                    f"stream id must be 1-64 letters, digits, '.', '_' or '-', got {stream_id!r}",
+                    "stream id must be 1-64 letters, digits, '.', '_' or '-', "
+                    f"got {quoted(stream_id)}",
                     field="id",
                 )
             if stream_id in self._streams:
@@ -251,7 +269,7 @@ class Service:
         with self._lock:
             stream = self._get(stream_id)
             version, current = stream.config
-            merged = merge_settings(current, changes)
+            merged = merge_settings(current, changes, max_iters=self.max_iters)
             self._check_engine_settings(merged)
             stream.config = (version + 1, merged)
             stream.lane = "slow" if is_slow(merged) else "main"
@@ -375,7 +393,7 @@ class Service:
         with self._lock:
             stream = self._streams.get(stream_id)
         if stream is None:
-            raise NotFoundError(f"no stream {stream_id!r}")
+            raise NotFoundError(f"no stream {quoted(stream_id)}")
         return stream
 
     def _members(self, lane: str) -> list[ServedStream]:
@@ -391,7 +409,9 @@ class Service:
         if arrival.restarted:
             reset = "restart"
         stream.processed += 1
-        stream.resets += info.reset is not None and info.index > 0
+        # the engine's own resets (shot change, divergence, size change); a loop back to a
+        # file's start or a reconnection is not one (reconnections have their own counter)
+        stream.resets += info.reset is not None and info.index > 0 and not arrival.restarted
         stream.latencies_ms.append(latency_ms)
         stream.finished.append(tick.finished_at)
         stream.last_index = arrival.index

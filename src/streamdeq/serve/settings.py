@@ -17,6 +17,7 @@ from ..errors import SettingsError
 from ..stream import POLICIES, StreamSettings
 from ..stream.settings import DEFAULT_ITERS
 from ..validation import check_choice, check_int, check_real
+from .errors import quoted
 
 #: The schemes a served stream may run (the analysis-only "reference" scheme is left out).
 SERVE_MODES = ("stream", "baseline", "keyframe")
@@ -32,13 +33,23 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 #: A scheme whose frames take more than this many iterations runs in the slow lane, so it never
 #: holds the ticks of the streams around it (M = 1, 2, 4, 8 are the paper's fast schemes).
 SLOW_ITERS = 8
+#: The most iterations a frame when the model does not declare N (its full solve).
+FALLBACK_MAX_ITERS = 100
+#: The longest latency budget a frame may have (ms): a minute a frame is no live stream.
+MAX_BUDGET_MS = 60_000.0
 
 
-def merge_settings(current: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+def merge_settings(
+    current: Mapping[str, Any], changes: Mapping[str, Any], *, max_iters: int | None = None
+) -> dict[str, Any]:
     """``current`` with ``changes`` applied and checked; unknown keys or bad values raise a
     :class:`SettingsError` naming the field. Giving one of iters, tol and budget_ms clears the
     other two (each says how long a frame's solve runs); choosing the baseline mode clears all
-    three (it always runs N iterations)."""
+    three (it always runs N iterations). With none of them, iters is the engine's default M, so
+    the settings show what runs.
+
+    ``max_iters`` caps iters and a compare's iters (None: no cap): more iterations a frame than
+    a full solve (N) never help, and a huge M stalls the stream's lane."""
     if not isinstance(changes, Mapping):
         raise SettingsError(f"settings must be an object, got {type(changes).__name__}")
     for name in changes:
@@ -46,7 +57,8 @@ def merge_settings(current: Mapping[str, Any], changes: Mapping[str, Any]) -> di
             close = difflib.get_close_matches(str(name), list(DEFAULT_SETTINGS), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise SettingsError(
-                f"unknown stream setting {name!r}{hint}; valid: {', '.join(DEFAULT_SETTINGS)}",
+                f"unknown stream setting {quoted(name)}{hint}; "
+                f"valid: {', '.join(DEFAULT_SETTINGS)}",
                 field=str(name),
             )
     merged = {**DEFAULT_SETTINGS, **current}
@@ -58,17 +70,26 @@ def merge_settings(current: Mapping[str, Any], changes: Mapping[str, Any]) -> di
     if chosen or changes.get("mode") == "baseline":
         merged.update(dict.fromkeys(ITERATION_KEYS))
     merged.update(changes)
-    _check(merged)
+    _check(merged, max_iters)
+    if merged["mode"] != "baseline" and all(merged[k] is None for k in ITERATION_KEYS):
+        merged["iters"] = DEFAULT_ITERS
     return merged
 
 
-def _check(settings: dict[str, Any]) -> None:
+def _check(settings: dict[str, Any], max_iters: int | None) -> None:
     check_choice("mode", settings["mode"], SERVE_MODES)
     check_int("iters", settings["iters"], optional=True)
+    _check_cap("iters", settings["iters"], max_iters)
     check_real("tol", settings["tol"], exclusive_minimum=0, optional=True)
-    check_real("budget_ms", settings["budget_ms"], exclusive_minimum=0, optional=True)
+    check_real(
+        "budget_ms",
+        settings["budget_ms"],
+        exclusive_minimum=0,
+        maximum=MAX_BUDGET_MS,
+        optional=True,
+    )
     check_choice("shot_policy", settings["shot_policy"], POLICIES)
-    settings["compare"] = _checked_compare(settings["compare"])
+    settings["compare"] = _checked_compare(settings["compare"], max_iters)
     if settings["mode"] == "baseline" and any(settings[k] is not None for k in ITERATION_KEYS):
         given = next(k for k in ITERATION_KEYS if settings[k] is not None)
         raise SettingsError(
@@ -78,15 +99,36 @@ def _check(settings: dict[str, Any]) -> None:
         )
 
 
-def _checked_compare(compare: Any) -> Any:
+def _check_cap(name: str, iters: int | None, max_iters: int | None) -> None:
+    if iters is not None and max_iters is not None and iters > max_iters:
+        raise SettingsError(
+            f"{name} must be at most {max_iters} (N, the model's full solve: more iterations "
+            f"a frame never help), got {iters}",
+            field=name.split()[0],
+        )
+
+
+def _checked_compare(compare: Any, max_iters: int | None) -> Any:
     if compare is None or compare == "baseline":
         return compare
     if isinstance(compare, Mapping) and set(compare) == {"iters"}:
         check_int("compare iters", compare["iters"])
+        _check_cap("compare iters", compare["iters"], max_iters)
         return {"iters": compare["iters"]}
     raise SettingsError(
-        f'compare must be null, "baseline" or {{"iters": M}}, got {compare!r}', field="compare"
+        f'compare must be null, "baseline" or {{"iters": M}}, got {quoted(compare)}',
+        field="compare",
     )
+
+
+def max_iters_for(model: Any, base: StreamSettings) -> int:
+    """The cap on a served stream's M: N, the model's full solve (``base.f_thres`` or
+    ``model.config.f_thres``), else :data:`FALLBACK_MAX_ITERS`. A tolerance or a time budget
+    stops at N by itself (the engine's ``max_iter_cap`` defaults to it)."""
+    try:
+        return base.f_thres_for(model)
+    except SettingsError:
+        return FALLBACK_MAX_ITERS
 
 
 def stream_settings(settings: Mapping[str, Any], base: StreamSettings) -> StreamSettings:

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from ..data import VideoFrame, open_video
 from ..data.errors import VideoError
-from ..data.video import RECONNECT_FIRST_WAIT, RECONNECT_MAX_WAIT
+from ..data.video import DEFAULT_FOLDER_FPS, RECONNECT_FIRST_WAIT, RECONNECT_MAX_WAIT
 from ..data.video import display_source as video_display_source
 from ..errors import SettingsError
 from ..validation import check_real
@@ -51,7 +51,8 @@ class SourceOptions:
     """How every served source is read.
 
     Attributes:
-        folder_fps: frame rate of image folders (they carry none).
+        folder_fps: frame rate of image folders (they carry none); the default is
+            ``streamdeq run``'s.
         timeout: seconds a stream URL may take to open or stay silent before it counts as
             broken off (and is reopened).
         reconnect: reopen stream URLs that end or break off (backoff from 0.5 s doubling to
@@ -61,7 +62,7 @@ class SourceOptions:
             (for tests and benchmarks of the engine alone).
     """
 
-    folder_fps: float = 10.0
+    folder_fps: float = DEFAULT_FOLDER_FPS
     timeout: float = 10.0
     reconnect: bool = True
     max_wait: float = RECONNECT_MAX_WAIT
@@ -92,6 +93,15 @@ class Arrival:
     timestamp: float
     arrived_at: float
     restarted: bool
+
+
+def normalise_scheme(source: str) -> str:
+    """``source`` with its URL scheme in lower case (``HTTP://cam/x`` -> ``http://cam/x``):
+    schemes are case-insensitive (RFC 3986), FFmpeg's protocol names are not."""
+    scheme, separator, rest = source.partition("://")
+    if separator and scheme and scheme != scheme.lower() and "/" not in scheme:
+        return f"{scheme.lower()}://{rest}"
+    return source
 
 
 def source_kind(source: str) -> str:

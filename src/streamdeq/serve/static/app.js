@@ -10,6 +10,21 @@ const HISTORY = 120; // points per sparkline
 const MIN_OVERLAY_MS = 100; // at most ~10 overlay refreshes a second per tile
 const POLL_MS = 2000; // stream list refresh (states, streams added elsewhere)
 const tiles = new Map(); // stream id -> tile state
+// What the banner says: the first of these that is set. A missing or wrong token outranks the
+// rest (without it no picture or result can show), and a stream list that loads must not clear
+// what the event stream or a refused request reported.
+const notices = { token: "", server: "", events: "" };
+const TOKEN_NOTICE = TOKEN
+  ? "this server refused the token in the address: open the page as /#token=<the right token>"
+  : "this server needs a token to show pictures and results: open the page as /#token=<token>";
+// What a tile shows where its picture will be, until one has loaded.
+const PLACEHOLDERS = {
+  starting: "waiting for the first frame…",
+  live: "waiting for the first result…",
+  reconnecting: "reconnecting…",
+  failed: "no picture: the source failed",
+  ended: "no picture: the stream ended",
+};
 
 function withToken(url) {
   if (!TOKEN) return url;
@@ -26,15 +41,22 @@ async function api(method, path, body) {
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   if (response.status === 204) return null;
+  if (response.status === 401) notify("token", TOKEN_NOTICE);
   const data = await response.json().catch(() => ({ error: response.statusText }));
-  if (!response.ok) throw new Error(data.error || "HTTP " + response.status);
+  if (!response.ok) {
+    const error = new Error(data.error || "HTTP " + response.status);
+    error.status = response.status;
+    throw error;
+  }
   return data;
 }
 
-function showBanner(message) {
+function notify(kind, message) {
+  notices[kind] = message || "";
+  const text = notices.token || notices.server || notices.events;
   const banner = document.getElementById("banner");
-  banner.textContent = message || "";
-  banner.hidden = !message;
+  banner.textContent = text;
+  banner.hidden = !text;
 }
 
 function fmt(value, digits) {
@@ -53,6 +75,8 @@ function createTile(info) {
     series: { latency_ms: [], iters: [], residual: [], new_drops: [] },
     marks: [], // shot changes / resets, as indices into the series
     lastDrops: null,
+    lastResult: null, // {processed, finished_at} of the result shown last
+    shown: { main: false, compare: false }, // whether a picture has loaded
     overlay: { busy: false, pending: false, last: 0, timer: null },
     compareOverlay: { busy: false, pending: false, last: 0, timer: null },
     settings: null,
@@ -61,7 +85,20 @@ function createTile(info) {
   bindControls(tile);
   document.getElementById("tiles").appendChild(node);
   tiles.set(info.id, tile);
+  if (info.frames > 0) loadLatest(tile);
   return tile;
+}
+
+// A tile opened after its stream's last result (a file that has ended, a stalled camera) gets
+// no event: fetch what there is. A refusal is reported by api() (the token notice); the
+// events bring anything newer.
+async function loadLatest(tile) {
+  try {
+    onResult(await api("GET", `/api/streams/${encodeURIComponent(tile.id)}/result`));
+  } catch (error) {
+    if (error.status === 401) tile.node.querySelector("figure.main .placeholder").textContent = "no picture without the token";
+    else if (error.status !== 404) showTileError(tile, error.message);
+  }
 }
 
 function bindControls(tile) {
@@ -116,9 +153,11 @@ function showTileError(tile, message) {
 
 function showInfo(tile, info) {
   const q = (selector) => tile.node.querySelector(selector);
-  const state = q(".state");
-  state.textContent = info.state;
-  state.dataset.state = info.state;
+  for (const badge of [q(".state"), q("figure.main figcaption")]) {
+    badge.textContent = info.state;
+    badge.dataset.state = info.state;
+  }
+  if (!notices.token) q("figure.main .placeholder").textContent = PLACEHOLDERS[info.state] || "no picture yet";
   q(".source").textContent = `${info.source} · ${info.kind}${info.loop ? " · loop" : ""} · ${fmt(info.fps, 1)} frames/s`;
   showTileError(tile, info.error);
   showSettings(tile, info.settings);
@@ -149,6 +188,10 @@ function showSettings(tile, settings) {
 function onResult(result) {
   const tile = tiles.get(result.stream);
   if (!tile) return;
+  const last = tile.lastResult;
+  // the result fetched when the tile was made may come again as an event, or after a newer one
+  if (last && (result.processed === last.processed || result.finished_at < last.finished_at)) return;
+  tile.lastResult = { processed: result.processed, finished_at: result.finished_at };
   const q = (selector) => tile.node.querySelector(selector);
   const settings = tile.settings;
   const slider = q(".iters-slider");
@@ -209,8 +252,18 @@ function refreshOverlay(tile, lane, img, gate) {
     gate.busy = false;
     if (gate.pending && tiles.has(tile.id)) refreshOverlay(tile, lane, img, gate);
   };
-  img.onload = done;
-  img.onerror = done;
+  // the <img> shows only once a picture has loaded: never a broken-image icon
+  const placeholder = img.parentElement.querySelector(".placeholder");
+  img.onload = () => {
+    img.hidden = false;
+    if (placeholder) placeholder.hidden = true;
+    done();
+  };
+  img.onerror = () => {
+    img.hidden = true;
+    if (placeholder) placeholder.hidden = false;
+    done();
+  };
   const path = `/api/streams/${encodeURIComponent(tile.id)}/overlay.jpg?lane=${lane}&t=${Date.now()}`;
   img.src = withToken(path);
 }
@@ -285,9 +338,9 @@ async function loadStreams() {
     }
     for (const id of [...tiles.keys()]) if (!seen.has(id)) dropTile(id);
     document.getElementById("empty").hidden = tiles.size > 0;
-    showBanner("");
+    notify("server", "");
   } catch (error) {
-    showBanner("server unreachable: " + error.message);
+    notify("server", "server unreachable: " + error.message);
   }
 }
 
@@ -295,17 +348,18 @@ function connectEvents() {
   const source = new EventSource(withToken("/api/events"));
   source.addEventListener("result", (event) => onResult(JSON.parse(event.data)));
   source.addEventListener("summary", (event) => onSummary(JSON.parse(event.data)));
-  source.addEventListener("open", () => showBanner(""));
+  source.addEventListener("open", () => notify("events", ""));
   source.addEventListener("error", () => {
     if (source.readyState !== EventSource.CLOSED) {
-      showBanner("live updates interrupted; reconnecting…"); // EventSource retries by itself
+      notify("events", "live updates interrupted; reconnecting…"); // EventSource retries by itself
       return;
     }
     // refused (401, 503): EventSource gives up, so try again later ourselves
-    showBanner(
+    notify(
+      "events",
       TOKEN
         ? "live updates refused (wrong token, or the server is busy); retrying…"
-        : "live updates refused: this server may need a token; open the page as /#token=<token>",
+        : "live updates refused: this server may need a token (open the page as /#token=<token>) or is busy; retrying…",
     );
     setTimeout(connectEvents, 5000);
   });
