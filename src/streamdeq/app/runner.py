@@ -354,8 +354,8 @@ def run_video(
 
 
 def warm_up(stream: StreamDEQ, image: Any) -> None:
-    """One cheap throwaway step on the first frame (M = 1 from zeros, through a stream of its
-    own) before the run's first timed frame.
+    """Two cheap throwaway steps on the first frame (M = 1, from zeros and then from the
+    state, through a stream of its own) before the run's first timed frame.
 
     Why: the first call of a model pays one-time costs (allocations, thread pools, kernel
     selection) that can be many times a frame's steady cost. Left in the first frame, they make
@@ -374,7 +374,8 @@ def warm_up(stream: StreamDEQ, image: Any) -> None:
         ),
         device=stream.runtime.device,
     )
-    warm.step(image)
+    warm.step(image)  # from zeros
+    warm.step(image)  # from the state: the warm-start path has first-call costs of its own
 
 
 def _notices(warning: str | None, note: str | None, outputs: RunOutputs) -> list[str]:
