@@ -33,12 +33,13 @@ import av
 import numpy as np
 import torch
 
-from streamdeq import StreamDEQ
+from streamdeq import StreamDEQ, tune_cpu_allocator
 from streamdeq.models.resolve import resolve_model
 from streamdeq.serve import Service, SourceOptions
 
 HEIGHT, WIDTH = 128, 256  # the bundled model's input size: no resize in the way
 CLIP_FRAMES = 60
+RSS_EVERY_S = 60  # seconds between RSS samples while measuring
 
 
 def frames(count: int, seed: int) -> list[np.ndarray]:
@@ -169,9 +170,14 @@ def run_config(model, args, n: int, folder: Path) -> dict:
     before = {s["id"]: s for s in service.streams()}
     ticks_before = service.metrics()["ticks"]
     latencies: list[float] = []
-    start = time.monotonic()
+    rss_settled = rss_mb()  # every stream open and warm: what a leak would grow from
+    rss_samples = [round(rss_settled, 1)]
+    start = next_sample = time.monotonic()
     while time.monotonic() - start < args.duration:
         latencies += [r["latency_ms"] for r in subscription.get(0.5)]
+        if time.monotonic() >= next_sample + RSS_EVERY_S:
+            next_sample += RSS_EVERY_S
+            rss_samples.append(round(rss_mb(), 1))
     elapsed = time.monotonic() - start
     after = {s["id"]: s for s in service.streams()}
     metrics = service.metrics()
@@ -195,7 +201,9 @@ def run_config(model, args, n: int, folder: Path) -> dict:
         "ticks": metrics["ticks"] - ticks_before,
         "batch_mean": summary["batch_size"]["mean"],
         "rss_start_mb": round(rss_start, 1),
+        "rss_settled_mb": round(rss_settled, 1),
         "rss_end_mb": round(rss_end, 1),
+        f"rss_every_{RSS_EVERY_S}s_mb": rss_samples,
         "states": sorted({s["state"] for s in after.values()}),
         "seconds": round(elapsed, 1),
     }
@@ -220,6 +228,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
     args = parser.parse_args()
+    tune_cpu_allocator()  # as `streamdeq serve` does: the same process settings as the service
     if args.threads:
         torch.set_num_threads(args.threads)
     model = resolve_model("mdeq-seg-tiny-synthetic", device=args.device).model

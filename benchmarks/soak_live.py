@@ -13,8 +13,8 @@ reconnected after every restart) and then ended by itself with exit 0, RSS
 at the end is close to RSS at the start, the stats have one row per overlay frame, and every
 frame that was sent intact (its bytes whole and unaltered) is in the outputs.
 
-One exception, counted apart: an intact frame sent right after a garbage burst on the same
-connection. MPEG-TS has no framing but the 0x47 byte that starts each 188-byte packet, and
+One exception, counted apart: the first intact frame sent after a garbage burst on the same
+connection (frames dropped in between send nothing). MPEG-TS has no framing but the 0x47 byte that starts each 188-byte packet, and
 FFmpeg's demuxer, resynchronising after garbage, takes the first 0x47 it meets as a packet start
 without checking the next one. When the garbage ends in such a byte, the packet read from there
 swallows the start of the next frame's first packet, the one that opens its PES; the rest of that
@@ -122,6 +122,7 @@ class Misbehaving:
         self.p_drop, self.p_garbage, self.p_stall, self.p_restart = 0.01, 0.01, 0.003, 0.002
         self.intact: list[int] = []
         self.after_garbage: set[int] = set()  # intact frames sent right after a garbage burst
+        self.garbage_last = False  # the last bytes sent on this connection were garbage
         self.reader_left_at: int | None = None  # the frame being sent when the reader hung up
         self.counts = {"dropped": 0, "garbage": 0, "stalls": 0, "restarts": 0}
         self.log: list[tuple[int, str]] = []  # (frame number, fault) in order
@@ -156,6 +157,7 @@ class Misbehaving:
     def _connection(self, connection: socket.socket, number: int) -> int:
         """Frames from ``number`` on until a restart or the end; returns the next number."""
         sink = _Sink()
+        self.garbage_last = False  # a new connection: the demuxer starts in sync
         try:
             with av.open(sink, "w", format="mpegts", options={"flush_packets": "1"}) as container:
                 rate = Fraction(self.fps).limit_denominator(1000)
@@ -189,14 +191,16 @@ class Misbehaving:
             self.counts["garbage"] += 1
             self.log.append((number, "garbage"))
             connection.sendall(self.random.randbytes(len(data)))
+            self.garbage_last = True
             return
         if fate < self.p_drop + self.p_garbage + self.p_stall:
             self.counts["stalls"] += 1
             time.sleep(self.random.uniform(0.2, self.stall_max))
         connection.sendall(data)
         self.intact.append(number)
-        if self.log and self.log[-1] == (number - 1, "garbage"):
+        if self.garbage_last:
             self.after_garbage.add(number)
+        self.garbage_last = False
 
 
 # ----------------------------------------------------------------------------- the run

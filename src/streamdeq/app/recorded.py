@@ -34,7 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import SettingsError, StreamDEQError
+from ..errors import StreamDEQError
+from ..streaming.records import arrival_times as stream_arrival_times
+from ..tasks.predictions import parse_json_lines
 
 #: Columns a stats file needs for scoring.
 REQUIRED_COLUMNS = ("index", "timestamp", "latency_ms")
@@ -97,7 +99,7 @@ def arrival_times(
     placed linearly between their recorded neighbours, and 1 / fps apart beyond the ends), or
     k / fps."""
     if not use_timestamps:
-        return [k / fps for k in range(count)]
+        return stream_arrival_times(count, fps)
     known = {frame.index: frame.timestamp for frame in frames}
     indices = sorted(known)
     arrivals = []
@@ -137,11 +139,6 @@ def finish_times(
     return finishes, clamped
 
 
-def check_fps(fps: float | None) -> None:
-    if fps is not None and not (math.isfinite(fps) and fps > 0):
-        raise SettingsError(f"--fps must be a positive number, got {fps}", field="fps")
-
-
 def _raw_rows(path: Path) -> list[Mapping[str, Any]]:
     suffix = path.suffix.lower()
     try:
@@ -156,7 +153,7 @@ def _raw_rows(path: Path) -> list[Mapping[str, Any]]:
             rows.pop()
         return rows
     if suffix in (".jsonl", ".ndjson"):
-        return _json_lines(path, text)
+        return parse_json_lines(path, text, StatsFileError)
     if suffix == ".json":
         try:
             rows = json.loads(text)
@@ -169,22 +166,6 @@ def _raw_rows(path: Path) -> list[Mapping[str, Any]]:
             raise StatsFileError(f"{path}: a .json stats file is an array of objects")
         return rows
     raise StatsFileError(f"{path}: stats are .csv, .jsonl or .json files, not {suffix or 'this'}")
-
-
-def _json_lines(path: Path, text: str) -> list[Mapping[str, Any]]:
-    lines = text.splitlines()
-    rows = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):  # torn by a kill mid-write
-                break
-            raise StatsFileError(f"{path}: line {number} is not JSON") from None
-        if not isinstance(row, dict):
-            raise StatsFileError(f"{path}: line {number} is not a JSON object")
-        rows.append(row)
-    return rows
 
 
 def _frame(path: Path, number: int, row: Mapping[str, Any]) -> RecordedFrame:
@@ -221,7 +202,6 @@ __all__ = [
     "RecordedFrame",
     "StatsFileError",
     "arrival_times",
-    "check_fps",
     "finish_times",
     "is_live",
     "read_stats",

@@ -111,6 +111,12 @@ def parse_size(text: str) -> tuple[int, int] | int:
     )
 
 
+def check_fps(fps: float | None) -> None:
+    """``--fps`` (of ``run`` and ``score``): a positive number, or None (the input's own)."""
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise SettingsError(f"--fps must be a positive number, got {fps}", field="fps")
+
+
 def declared_input_size(model: object) -> tuple[int, int] | None:
     """(H, W) the model's weights declare for inference (``model.pretrained_info.input_size``),
     None when they declare none."""
@@ -257,8 +263,7 @@ class RunOptions:
             raise SettingsError(
                 f"--max-frames must be >= 1, got {self.max_frames}", field="max_frames"
             )
-        if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
-            raise SettingsError(f"--fps must be a positive number, got {self.fps}", field="fps")
+        check_fps(self.fps)
         if not (math.isfinite(self.timeout) and self.timeout > 0):
             raise SettingsError(
                 f"--timeout must be a positive number of seconds, got {self.timeout}",

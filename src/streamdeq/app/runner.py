@@ -328,8 +328,9 @@ def run_video(
             if options.predictions is not None:
                 # a URL's password stays out of the file, as out of every message
                 source = display_source(options.source)
-                header = _predictions_header(get_task(task), loaded, source, fps, device)
-                outputs.add_predictions(get_task(task), loaded.model, options.predictions, header)
+                task_info = get_task(task)
+                header = _predictions_header(task_info, loaded, source, fps, device)
+                outputs.add_predictions(task_info, loaded.model, options.predictions, header)
             settings = options.stream_settings(loaded.model)  # resized as the weights declare
             stream = StreamDEQ(loaded.model, settings=settings, device=device)
         except BaseException:

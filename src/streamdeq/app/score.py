@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..data.sinks import json_safe
 from ..errors import SettingsError
 from ..streaming.metrics import (
     DetectionStreamingScorer,
@@ -37,17 +37,10 @@ from ..streaming.metrics import (
 from ..streaming.records import TimedOutput
 from ..tasks import get_task
 from ..tasks.predictions import PredictionsError, RecordedPredictions, read_json_lines
-from ..tasks.segmentation.metric import as_label_tensor
 from ..validation import check_real
 from .annotations import check_task, load_annotations
-from .recorded import (
-    RecordedFrame,
-    arrival_times,
-    check_fps,
-    finish_times,
-    is_live,
-    read_stats,
-)
+from .recorded import RecordedFrame, arrival_times, finish_times, is_live, read_stats
+from .run_options import check_fps
 
 #: The ``format`` field of a score result.
 SCORE_FORMAT = "streamdeq-score/1"
@@ -180,8 +173,8 @@ def score_run(options: ScoreOptions) -> dict[str, Any]:
             "beyond_run": len(annotations.frames) - len(scored),
             "finish_moved_to_arrival": clamped,
         },
-        "streaming": _plain(streaming.compute()),
-        "offline": _plain(_offline(predictions, scored)),
+        "streaming": json_safe(streaming.compute()),
+        "offline": json_safe(_offline(predictions, scored)),
         "pairs": [
             {
                 "frame": pair.frame,
@@ -251,26 +244,13 @@ class _RecordedScorer:
         return self.inner.compute()
 
 
-class _LabelMapScorer(SegmentationStreamingScorer):
-    """Streaming mIoU of recorded label maps (already at the annotation's size), where the
-    stream's scorer takes logits."""
-
-    def score(self, output: Any, target: Any) -> None:
-        predicted, label = as_label_tensor(output), self.label(target)
-        if predicted.shape != label.shape:
-            raise PredictionsError(
-                f"a recorded label map is {tuple(predicted.shape)} (H, W) but its annotation is "
-                f"{tuple(label.shape)}: run the model on frames of the annotations' size"
-            )
-        super().score(predicted, label)
-
-
 def _scorer(predictions: RecordedPredictions) -> _RecordedScorer:
     if predictions.task == "segmentation":
         classes = predictions.header.get("num_classes")
         if not isinstance(classes, int) or classes < 1:
             raise PredictionsError(f"{predictions.path}: the header names no num_classes")
-        inner: FrameScorer = _LabelMapScorer(classes)
+        # recorded label maps: the scorer takes them as they are (at the annotation's size)
+        inner: FrameScorer = SegmentationStreamingScorer(classes)
     elif predictions.task == "detection":
         inner = DetectionStreamingScorer()
     else:
@@ -338,13 +318,6 @@ def _rule(options: ScoreOptions, fps: float, live: bool) -> dict[str, Any]:
         "arrivals": "k / fps" if options.fps is not None else "recorded timestamps",
         "finish_times": timing,
         "clock": "real" if live else "simulated",
-    }
-
-
-def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
-    """NaN (no value) as None, for JSON."""
-    return {
-        k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in values.items()
     }
 
 

@@ -25,6 +25,7 @@ import torch
 
 from ..cpu_allocator import cpu_allocator_tuned
 from ..errors import SettingsError, StreamDEQError
+from ..streaming.provenance import cpu_name
 from ..validation import check_choice, check_int
 
 
@@ -118,7 +119,7 @@ def environment(settings: BenchSettings) -> dict[str, Any]:
     info = {
         "date_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M"),
         "device": settings.device,
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -130,16 +131,6 @@ def environment(settings: BenchSettings) -> dict[str, Any]:
     if settings.device == "cuda" and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def make_sync(device: str) -> Callable[[], None]:

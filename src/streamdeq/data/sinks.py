@@ -131,7 +131,7 @@ class IncompleteFileSink(AbstractContextManager, ABC):  # __enter__ returns self
         if not keep:
             self._discard()
             return None
-        _fsync_folder(self.path.parent)  # the rename, too, survives a power cut
+        fsync_folder(self.path.parent)  # the rename, too, survives a power cut
         self._result = self.path
         return self.path
 
@@ -401,7 +401,7 @@ class StatsWriter(IncompleteFileSink):
             self._csv.writerow([_csv_cell(value) for value in values])
             return
         record = {
-            column: _json_safe(value) for column, value in zip(self.columns, values, strict=True)
+            column: json_safe(value) for column, value in zip(self.columns, values, strict=True)
         }
         text = json.dumps(record, allow_nan=False)
         if self.format == "jsonl":
@@ -444,7 +444,7 @@ def _check_flush_seconds(flush_seconds: float) -> None:
         raise SettingsError(f"flush_seconds must be a positive number, got {flush_seconds!r}")
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
     """Make a rename in ``folder`` durable; best effort (not every system can open a folder)."""
     with contextlib.suppress(OSError):
         descriptor = os.open(folder, os.O_RDONLY)
@@ -475,13 +475,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinity (in nested lists, tuples and mappings too) as None:
+    strict JSON has no such numbers, and null is how the project writes "no value"."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, list | tuple):
-        return [_json_safe(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): _json_safe(item) for key, item in value.items()}
+        return [json_safe(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(key): json_safe(item) for key, item in value.items()}
     return value
 
 
@@ -491,5 +493,5 @@ def _csv_cell(value: Any) -> Any:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, list | tuple | dict):
-        return json.dumps(_json_safe(value))
+        return json.dumps(json_safe(value))
     return value

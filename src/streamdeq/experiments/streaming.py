@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from ..data.sinks import json_safe
 from ..errors import SettingsError
 from ..streaming import (
     LatencyProfile,
@@ -49,6 +50,7 @@ from ..streaming import (
     run_online,
     streaming_metric,
 )
+from ..streaming.provenance import CLOCKS
 from ..streaming.records import arrival_times
 from ..streaming.schedulers import SCHEDULERS, latest_arrived, make_scheduler
 from ..tasks import Task
@@ -73,9 +75,6 @@ DEFAULT_SCHEDULERS = ("latest", "fit")
 
 #: The most iterations per frame of the adaptive schemes (the paper's largest M).
 ADAPTIVE_CAP = 8
-
-#: Clock kinds.
-CLOCKS = ("sim", "real")
 
 
 @dataclass(frozen=True)
@@ -195,7 +194,7 @@ class StreamingResult(ExperimentResult):
             files += frontier.save(out)
         path = out / f"{self.name}.json"
         partial_path = out / f".{self.name}.partial.json"
-        payload = _plain({"meta": self.meta, "rows": self.rows, "frontier": self.frontier})
+        payload = json_safe({"meta": self.meta, "rows": self.rows, "frontier": self.frontier})
         partial_path.write_text(json.dumps(payload, indent=1, default=str, allow_nan=False))
         partial_path.replace(path)
         return [*files, path]
@@ -319,12 +318,12 @@ class _Plan:
             raise SettingsError(
                 "a profile and a perf factor price simulated steps; the real clock measures them"
             )
-        rates = parse_fps(",".join(map(str, fps))) if not isinstance(fps, str) else parse_fps(fps)
+        rates = parse_fps(fps if isinstance(fps, str) else ",".join(map(str, fps)))
         if isinstance(schemes, str):
             schemes = parse_schemes(schemes)
-        if isinstance(schedulers, str):
-            schedulers = parse_schedulers(schedulers)
-        schedulers = parse_schedulers(",".join(schedulers))
+        schedulers = parse_schedulers(
+            schedulers if isinstance(schedulers, str) else ",".join(schedulers)
+        )
         if not schemes and schedulers != ["fit"]:
             raise SettingsError("give at least one scheme")
         return cls(rates, list(schemes), schedulers, clock, profile, float(perf_factor), seed)
@@ -455,8 +454,7 @@ def replay(records: Sequence[TimedOutput], scheduler: str, fps: float) -> list[T
 def never_behind(records: Sequence[TimedOutput], fps: float) -> bool:
     """True when each step of an every-frame run finishes before the frame after next arrives:
     then "latest" never has a choice and processes exactly these frames at these times."""
-    count = max(r.input_index for r in records) + 1
-    arrivals = [i / fps for i in range(count)]
+    arrivals = arrival_times(max(r.input_index for r in records) + 1, fps)
     return all(
         latest_arrived(arrivals, record.finish_s) <= record.input_index + 1 for record in records
     )
@@ -581,17 +579,6 @@ def _task_clips(task: Task, clips: Sequence[Clip]) -> list[Clip]:
 def _device(model: Any) -> torch.device:
     parameter = next(iter(getattr(model, "parameters", lambda: iter(()))()), None)
     return parameter.device if parameter is not None else torch.device("cpu")
-
-
-def _plain(value: Any) -> Any:
-    """``value`` with NaN as None, so the JSON is standard (NaN is no JSON number)."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return value
 
 
 def _table_columns(streaming_key: str, offline_key: str) -> list[str]:

@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from ..data.sinks import fsync_folder
 from ..errors import SettingsError
 from .errors import json_words
 from .settings import DEFAULT_SETTINGS, merge_settings
@@ -171,7 +172,7 @@ def save_state(path: Path, streams: list[StreamSpec]) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    _fsync_folder(path.parent)  # the rename itself survives a power cut
+    fsync_folder(path.parent)  # the rename itself survives a power cut
 
 
 def _spec(entry: Any, where: str, base: Path | None) -> StreamSpec:
@@ -197,19 +198,6 @@ def _spec(entry: Any, where: str, base: Path | None) -> StreamSpec:
     if not isinstance(settings, Mapping):
         raise SettingsError(f"{where}: 'settings' must be a mapping")
     return StreamSpec(source=source, id=stream_id, loop=loop, settings=dict(settings))
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def _first_line(error: Exception) -> str:

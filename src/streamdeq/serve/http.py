@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
@@ -33,6 +32,7 @@ from starlette.routing import Mount, Route
 from starlette.schemas import SchemaGenerator
 from starlette.staticfiles import StaticFiles
 
+from ..data.sinks import json_safe
 from ..errors import SettingsError, StreamDEQError
 from .errors import ServiceError, SubscriptionClosed, json_words, quoted
 from .metrics import ServeMetrics, health_status
@@ -70,26 +70,16 @@ class JSON(JSONResponse):
 
 def dumps(content: Any) -> str:
     """Compact JSON of ``content`` with non-finite floats as null."""
-    return json.dumps(_finite(content), separators=(",", ":"), default=_fallback)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(key): _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
+    return json.dumps(json_safe(content), separators=(",", ":"), default=_fallback)
 
 
 def _fallback(value: Any) -> Any:
     item = getattr(value, "item", None)  # numpy / torch scalars
     if callable(item):
-        return _finite(item())
+        return json_safe(item())
     tolist = getattr(value, "tolist", None)
     if callable(tolist):
-        return _finite(tolist())
+        return json_safe(tolist())
     return str(value)
 
 

@@ -84,8 +84,9 @@ class SegmentationStreamingScorer:
     Answered frames: (classes, h, w) logits, upsampled bilinearly to the label map before the
     argmax (:func:`~streamdeq.tasks.segmentation.metric.predict_labels`, as the offline
     metric), or an (H, W) integer label map already at the annotation's size (a recorded
-    run's predictions, ``streamdeq run --predictions``). Missed frames: every labelled pixel counted in the last column. Pixels labelled
-    :data:`~streamdeq.data.labels.IGNORE_INDEX` are not scored.
+    run's predictions, ``streamdeq run --predictions``). Missed frames: every labelled pixel
+    counted in the last column. Pixels labelled :data:`~streamdeq.data.labels.IGNORE_INDEX` are
+    not scored.
     """
 
     headline = "smiou"
@@ -101,7 +102,8 @@ class SegmentationStreamingScorer:
             if predicted.shape != label.shape:
                 raise LabelRangeError(
                     f"a predicted label map is {tuple(predicted.shape)} (H, W) but its "
-                    f"annotation is {tuple(label.shape)}"
+                    f"annotation is {tuple(label.shape)}: run the model on frames of the "
+                    "annotations' size"
                 )
         else:
             predicted = predict_labels(output, tuple(label.shape))

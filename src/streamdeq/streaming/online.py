@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import SettingsError
 from ..stream import StreamBatch, StreamDEQ
-from ..validation import check_real
+from ..validation import check_int, check_real
 from .clocks import OnlineClock, SimulatedClock
 from .records import TimedOutput, arrival_times
 from .schedulers import Latest, Pick, Scheduler, SchemeLike, latest_arrived, make_scheduler
@@ -207,9 +207,7 @@ def _warmup_count(warmup: int | None, clock: OnlineClock, settings: Mapping[str,
     if warmup is None:
         learns = settings.get("budget_ms") is not None
         return DEFAULT_WARMUP if learns or getattr(clock, "measures", True) else 0
-    if not isinstance(warmup, int) or warmup < 0:
-        raise SettingsError(f"warmup must be an integer >= 0, got {warmup!r}")
-    return warmup
+    return check_int("warmup", warmup, minimum=0)
 
 
 def _warm_up(

@@ -23,7 +23,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from time import monotonic
@@ -237,12 +237,12 @@ def read_json_lines(path: Path, task: str) -> tuple[dict[str, Any], dict[int, di
             without a whole ``index`` or ``timestamp``, an index written twice.
     """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PredictionsError(f"{path}: no such predictions file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise PredictionsError(f"{path}: cannot read predictions ({error})") from None
-    parsed = list(_parse_lines(path, lines))
+    parsed = parse_json_lines(path, text)
     if not parsed or parsed[0].get("format") != PREDICTIONS_FORMAT:
         raise PredictionsError(
             f"{path}: not a streamdeq predictions file (its first line must be a header with "
@@ -266,17 +266,25 @@ def read_json_lines(path: Path, task: str) -> tuple[dict[str, Any], dict[int, di
     return header, frames
 
 
-def _parse_lines(path: Path, lines: list[str]) -> Iterator[dict[str, Any]]:
+def parse_json_lines(
+    path: Path, text: str, error: Callable[[str], Exception] = PredictionsError
+) -> list[dict[str, Any]]:
+    """Each line of ``text`` (what ``path`` holds: a JSON-lines log written as a run goes) as a
+    JSON object. A last line that is not JSON is dropped (a run killed while writing it: the
+    lines before are whole); any other line that is not a JSON object raises ``error``."""
+    lines = text.splitlines()
+    values = []
     for number, line in enumerate(lines, start=1):
         try:
             value = json.loads(line)
         except json.JSONDecodeError:
             if number == len(lines):  # torn by a kill mid-write: the records before are whole
-                return
-            raise PredictionsError(f"{path}: line {number} is not JSON") from None
+                break
+            raise error(f"{path}: line {number} is not JSON") from None
         if not isinstance(value, dict):
-            raise PredictionsError(f"{path}: line {number} is not a JSON object")
-        yield value
+            raise error(f"{path}: line {number} is not a JSON object")
+        values.append(value)
+    return values
 
 
 __all__ = [
@@ -288,6 +296,7 @@ __all__ = [
     "PredictionsFormat",
     "PredictionsWriter",
     "RecordedPredictions",
+    "parse_json_lines",
     "predictions_header",
     "read_json_lines",
 ]
