@@ -31,10 +31,8 @@ from streamdeq.data import (
 from streamdeq.errors import CheckpointError, SettingsError, UnknownModelError
 from streamdeq.models import (
     CheckpointMismatchError,
-    create_model,
     load_safetensors,
     resolve,
-    save_safetensors,
     zoo,
 )
 from streamdeq.tasks import TASKS, Task, register_task
@@ -79,24 +77,13 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if ".incomplete." in p.name)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions gain nothing from threads, and on a busy machine threads that wait for
-    each other cost several times the work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tests/app/conftest.py
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """A tiny segmentation model (8..64 channels, N = 5) as a self-describing safetensors."""
-    torch.manual_seed(0)
-    model = create_model("mdeq-seg-small-cityscapes", num_channels=(8, 16, 32, 64), f_thres=F_THRES)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_safetensors(model.eval(), path)
-    return path
+def checkpoint(tiny_seg_checkpoint) -> Path:
+    """The tiny segmentation model of tests/app/conftest.py (its N is F_THRES)."""
+    return tiny_seg_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,6 @@ from pathlib import Path
 
 import av
 import pytest
-import torch
-
-from streamdeq.models import create_model, save_safetensors
 
 from ..data.clips import gradient_frame, write_clip
 from ..data.live import live_server, mpegts_bytes
@@ -25,13 +22,9 @@ LIVE_FRAMES, FPS = 30, 25
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """A tiny segmentation model (8..64 channels, N = 5) as a self-describing safetensors."""
-    torch.manual_seed(0)
-    model = create_model("mdeq-seg-small-cityscapes", num_channels=(8, 16, 32, 64), f_thres=5)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_safetensors(model.eval(), path)
-    return path
+def checkpoint(tiny_seg_checkpoint) -> Path:
+    """The tiny segmentation model of tests/app/conftest.py."""
+    return tiny_seg_checkpoint
 
 
 def cli(checkpoint: Path, *args: str) -> subprocess.CompletedProcess:

@@ -36,7 +36,7 @@ from typing import Any
 
 from ..errors import StreamDEQError
 from ..streaming.records import arrival_times as stream_arrival_times
-from ..tasks.predictions import parse_json_lines
+from ..tasks.predictions import parse_json_lines, read_text
 
 #: Columns a stats file needs for scoring.
 REQUIRED_COLUMNS = ("index", "timestamp", "latency_ms")
@@ -141,12 +141,7 @@ def finish_times(
 
 def _raw_rows(path: Path) -> list[Mapping[str, Any]]:
     suffix = path.suffix.lower()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise StatsFileError(f"{path}: no such stats file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise StatsFileError(f"{path}: cannot read the stats ({error})") from None
+    text = read_text(path, "stats", StatsFileError)
     if suffix == ".csv":
         rows = list(csv.DictReader(text.splitlines()))
         if rows and None in rows[-1].values():  # a last row torn by a kill mid-write

@@ -236,12 +236,7 @@ def read_json_lines(path: Path, task: str) -> tuple[dict[str, Any], dict[int, di
         PredictionsError: a missing or unreadable file, another format or task, a record
             without a whole ``index`` or ``timestamp``, an index written twice.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PredictionsError(f"{path}: no such predictions file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise PredictionsError(f"{path}: cannot read predictions ({error})") from None
+    text = read_text(path, "predictions", PredictionsError)
     parsed = parse_json_lines(path, text)
     if not parsed or parsed[0].get("format") != PREDICTIONS_FORMAT:
         raise PredictionsError(
@@ -264,6 +259,17 @@ def read_json_lines(path: Path, task: str) -> tuple[dict[str, Any], dict[int, di
             raise PredictionsError(f"{path}: frame {index} is recorded twice (line {number})")
         frames[index] = record
     return header, frames
+
+
+def read_text(path: Path, what: str, error: type[Exception]) -> str:
+    """A UTF-8 file a run wrote (``what``: "predictions", "stats"), or ``error`` in one line
+    naming it: no such file, or not readable as text."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: no such {what} file") from None
+    except (OSError, UnicodeDecodeError) as reason:
+        raise error(f"{path}: cannot read the {what} ({reason})") from None
 
 
 def parse_json_lines(
