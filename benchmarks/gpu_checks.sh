@@ -7,19 +7,23 @@
 #   here, once (needs the package index):   bash benchmarks/gpu_checks.sh prepare
 #   there (the device tool, carry ".whl"):  bash benchmarks/gpu_checks.sh run
 #
-# "run" writes the JSON tables and logs into $OUT (the device tool's output folder) or
-# benchmarks/gpu-results; put the tables in benchmarks/README.md (section "GPU") and the README.
+# "run" packs the JSON tables and logs into gpu-results.tar.gz in $OUT (the device tool's
+# output folder) or benchmarks/gpu-results; put the tables in benchmarks/README.md (section
+# "GPU") and the README.
 # The checks, each under its own time limit (seconds, in brackets), in order of priority:
-#   1. `streamdeq bench gpu --size 512x1024`: eager vs torch.compile vs a CUDA graph of f [110]
-#   2. `streamdeq bench latency --device cuda`: SMALL, XL and the bundled model, StreamDEQ
-#      M = 1, 2, 4, 8 against the fully solved baseline [150]
-#   3. latency profiles for the streaming-accuracy simulator: the bundled segmentation model at
-#      128x256 and Cityscapes SMALL at 512x1024 [50 each]
-#   4. the real-time clock at 17 frames/s, bundled model: baseline vs StreamDEQ M = 1, 2, 4 and
-#      the fit-the-interval policy, streaming mIoU [50]
-#   5. `streamdeq serve`'s engine: 16 and 64 generated cameras at 30 frames/s (30 s each, not
+#   1. `streamdeq serve`'s engine: 16 and 64 generated cameras at 30 frames/s (30 s each, not
 #      the 3 minutes asked, to stay within 10 minutes): sustained streams, drops, p99, GPU
-#      memory per stream, and the same streams one by one [150]
+#      memory per stream, and the same streams one by one [150]. Pending: measured on an H200
+#      on 2026-11-30 before the ticks batched their per-stream work, not since.
+#   2. `streamdeq bench gpu --size 512x1024`: eager vs torch.compile vs a CUDA graph of f [110]
+#   3. `streamdeq bench latency --device cuda`: SMALL, XL and the bundled model, StreamDEQ
+#      M = 1, 2, 4, 8 against the fully solved baseline [150]
+#   4. latency profiles for the streaming-accuracy simulator: the bundled segmentation model at
+#      128x256 and Cityscapes SMALL at 512x1024 [50 each]
+#   5. the real-time clock at 17 frames/s, bundled model: baseline vs StreamDEQ M = 1, 2, 4 and
+#      the fit-the-interval policy, streaming mIoU [50]
+# 2-5 ran on an H200 on 2026-11-30 (benchmarks/README.md, section "GPU"); they run again to
+# check that nothing regressed.
 # A check that runs out of time is killed and the next one starts; the exit status says
 # whether all passed.
 set -euo pipefail
@@ -37,8 +41,9 @@ prepare)
   ls -l "$WHEELS"
   ;;
 run)
-  OUT=${OUT:-benchmarks/gpu-results}
-  mkdir -p "$OUT"
+  FINAL=${OUT:-benchmarks/gpu-results}
+  OUT=$(mktemp -d)  # every table and log here, packed into one file at the end
+  mkdir -p "$FINAL"
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site "$WHEELS"/*.whl
   export PYTHONPATH="/tmp/site:$PWD/src" PYTHONUNBUFFERED=1
@@ -52,6 +57,8 @@ print(torch.__version__, torch.cuda.get_device_name(0), 'av', av.__version__)" |
     echo "== $name (at most ${limit} s)"
     timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.log" || status=1
   }
+  check serve_gpu 150 python3 benchmarks/serve_load.py --device cuda --source file \
+    --streams 16,64 --fps 30 --duration 30 --warmup 5 --json "$OUT/serve_gpu.json"
   check gpu 110 python3 -m streamdeq bench gpu --size 512x1024 --out "$OUT/gpu.json"
   check latency_cuda 150 python3 -m streamdeq bench latency --device cuda \
     --models small,xl,bundled --out "$OUT/latency_cuda.json"
@@ -63,8 +70,8 @@ print(torch.__version__, torch.cuda.get_device_name(0), 'av', av.__version__)" |
   check realtime_17fps 50 python3 -m streamdeq experiment streaming --device cuda \
     --clock real --fps 17 --schemes baseline,stream=1,stream=2,stream=4 \
     --schedulers latest,fit --clips 4 --out "$OUT/realtime_17fps"
-  check serve_gpu 150 python3 benchmarks/serve_load.py --device cuda --source file \
-    --streams 16,64 --fps 30 --duration 30 --warmup 5 --json "$OUT/serve_gpu.json"
+  tar -czf "$FINAL/gpu-results.tar.gz" -C "$OUT" .
+  echo "packed into $FINAL/gpu-results.tar.gz (the device tool brings back 8 files at most)"
   exit "$status"
   ;;
 *)

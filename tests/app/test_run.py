@@ -533,13 +533,14 @@ def model_inputs(monkeypatch) -> list:
     """The FrameInput of every frame the stream prepares."""
     from streamdeq.stream import stepping
 
-    seen, prepare = [], stepping.prepare_frame
+    seen, prepare = [], stepping.prepare_frames
 
     def spy(*args, **kwargs):
-        seen.append(prepare(*args, **kwargs))
-        return seen[-1]
+        inputs = prepare(*args, **kwargs)
+        seen.extend(inputs)
+        return inputs
 
-    monkeypatch.setattr(stepping, "prepare_frame", spy)
+    monkeypatch.setattr(stepping, "prepare_frames", spy)
     return seen
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from streamdeq.errors import SettingsError
 from streamdeq.serve import NotFoundError
+from streamdeq.serve.config import load_state
 from streamdeq.serve.settings import DEFAULT_SETTINGS as DEFAULTS
 from streamdeq.serve.settings import MAX_BUDGET_MS, merge_settings
 from streamdeq.stream import DEFAULT_ITERS
@@ -68,6 +69,29 @@ def test_a_state_file_with_an_out_of_range_setting_skips_that_stream(tmp_path):
         assert [info["id"] for info in service.streams()] == ["fine"]
         [notice] = service.notices
         assert "'huge' skipped" in notice and f"at most {N}" in notice
+    finally:
+        service.stop()
+
+
+def test_a_structurally_broken_state_file_entry_skips_that_entry_only(tmp_path):
+    clip = str(clip_file(tmp_path))
+    entries = [
+        {"id": "nosource", "loop": False},
+        {"id": "typo", "source": clip, "lop": True},
+        ["not", "an", "entry"],
+        {"id": "fine", "source": clip, "loop": False, "settings": {"iters": 2}},
+    ]
+    state = tmp_path / "streams.state.json"
+    state.write_text(json.dumps({"version": 1, "streams": entries}))
+    with pytest.raises(SettingsError, match="stream 1"):  # strict without a list to skip into
+        load_state(state)
+    service = make_service(bundled_model(), tmp_path)
+    service.start()
+    try:
+        assert [info["id"] for info in service.streams()] == ["fine"]
+        assert len(service.notices) == 3
+        assert all(n.startswith(f"state file {state}: stream ") for n in service.notices)
+        assert "stream 2" in service.notices[1] and "lop" in service.notices[1]
     finally:
         service.stop()
 

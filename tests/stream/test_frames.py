@@ -151,3 +151,28 @@ def test_normalised_frames_are_not_range_checked(model):
     identity = PreprocessSettings(mean=(0, 0, 0), std=(1, 1, 1))
     stream = StreamDEQ(model, iters=1, preprocess=identity)
     assert stream.step(torch.full((3, 8, 8), 2.5)).info.index == 0
+
+
+def test_frames_prepared_together_equal_frames_prepared_one_by_one():
+    """The batched preparation of a step (same-shaped uint8 frames stacked, one copy and one
+    of each operation) must give every stream exactly what preparing it alone gives."""
+    from streamdeq.stream.frames import prepare_frame, prepare_frames
+
+    rng = np.random.default_rng(0)
+    plain = PreprocessSettings()
+    fitted = PreprocessSettings(resize=(20, 30), pad_mode="replicate")
+    frames = [rng.integers(0, 256, (24, 40, 3), dtype=np.uint8) for _ in range(4)]
+    frames += [rng.integers(0, 256, (13, 17, 3), dtype=np.uint8)]  # a shape of its own
+    frames += [torch.from_numpy(frames[0].copy()), frames[1].astype(np.float32) / 255.0]
+    settings = [plain, fitted, plain, fitted, plain, plain, fitted]
+    cpu = torch.device("cpu")
+    together = prepare_frames(frames, settings, 8, cpu, torch.float32)
+    for frame, preprocess, prepared in zip(frames, settings, together, strict=True):
+        alone = prepare_frame(frame, preprocess, 8, cpu, torch.float32)
+        assert torch.equal(prepared.x, alone.x) and torch.equal(prepared.unit, alone.unit)
+        assert (prepared.size, prepared.source_size) == (alone.size, alone.source_size)
+    assert together[1].source_size == (24, 40) and together[1].size == (18, 30)
+    with pytest.raises(FrameError, match="numpy frame must be"):
+        prepare_frames(
+            [frames[0], frames[0][..., :2].copy()], [plain, plain], 1, cpu, torch.float32
+        )

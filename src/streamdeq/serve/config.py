@@ -137,8 +137,13 @@ def default_state_file(config: Path | None) -> Path:
     return folder / DEFAULT_STATE_NAME
 
 
-def load_state(path: Path) -> list[StreamSpec]:
-    """The streams in a state file ([] when there is none yet)."""
+def load_state(path: Path, skipped: list[str] | None = None) -> list[StreamSpec]:
+    """The streams in a state file ([] when there is none yet).
+
+    A file that cannot be read as a state file raises. An entry that is broken on its own (no
+    source, an unknown key, a wrong type) raises too, unless ``skipped`` is given: then it is
+    left out with a line in ``skipped``, so that one bad entry (a hand edit, say) does not keep
+    the service's other streams from coming back."""
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -149,10 +154,15 @@ def load_state(path: Path) -> list[StreamSpec]:
         ) from None
     if not isinstance(data, Mapping) or not isinstance(data.get("streams"), list):
         raise SettingsError(f"state file {path}: not a streamdeq state file; fix or remove it")
-    return [
-        _spec(entry, f"state file {path}: stream {n + 1}", None)
-        for n, entry in enumerate(data["streams"])
-    ]
+    specs = []
+    for n, entry in enumerate(data["streams"]):
+        try:
+            specs.append(_spec(entry, f"state file {path}: stream {n + 1}", None))
+        except SettingsError as error:
+            if skipped is None:
+                raise
+            skipped.append(f"{error}; skipped")
+    return specs
 
 
 def save_state(path: Path, streams: list[StreamSpec]) -> None:

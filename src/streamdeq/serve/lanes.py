@@ -89,7 +89,9 @@ class Lane:
         batch: its batch (the model, device and base settings).
         base: the base StreamSettings of the streams it adds.
         members: the streams assigned to this lane now (called once per tick).
-        publish: called with (stream, TickResult) for each stream stepped.
+        publish: called once a tick with the (stream, TickResult) of every stream stepped
+            (together, so that what is done with the results can be batched too); it fails
+            a stream whose result cannot be reported, not the tick.
         fail: called with (stream id, message) when a stream's step raises.
     """
 
@@ -99,7 +101,7 @@ class Lane:
         batch: LaneBatch,
         base: StreamSettings,
         members: Callable[[str], list[ServedStream]],
-        publish: Callable[[ServedStream, TickResult], None],
+        publish: Callable[[list[tuple[ServedStream, TickResult]]], None],
         fail: Callable[[str, str], None],
     ) -> None:
         self.name = name
@@ -171,6 +173,7 @@ class Lane:
         self.ticks += 1
         self.tick_ms.append((time.perf_counter() - start) * 1000.0)
         self.batch_sizes.append(len(frames) + len(compare_frames))
+        done = []
         for stream, arrival in work:
             if stream.id not in main:
                 continue
@@ -182,10 +185,9 @@ class Lane:
                 compare=other,
                 compare_ms=compare_ms if other is not None else None,
             )
-            try:
-                self._publish(stream, tick)
-            except Exception as error:  # e.g. an output its task's summary cannot read
-                self._fail(stream.id, f"its result could not be reported: {error}")
+            done.append((stream, tick))
+        if done:
+            self._publish(done)
         return True
 
     def _step(self, frames: Mapping[Hashable, Any]) -> dict[Hashable, StepResult]:

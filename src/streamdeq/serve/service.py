@@ -139,7 +139,8 @@ class Service:
         with self._lock:
             if self._status != "starting":
                 raise ServiceError(f"the service is {self._status}; start it once")
-            for spec in load_state(self.state_file) if self.state_file is not None else []:
+            saved = [] if self.state_file is None else load_state(self.state_file, self.notices)
+            for spec in saved:
                 try:
                     self.add_stream(
                         spec.source,
@@ -400,8 +401,44 @@ class Service:
         with self._lock:
             return [s for s in self._streams.values() if s.lane == lane and s.engine_error is None]
 
-    def _publish(self, stream: ServedStream, tick: TickResult) -> None:
-        """A stream's frame is done (on its lane's thread): record, summarise, push."""
+    def _publish(self, done: list[tuple[ServedStream, TickResult]]) -> None:
+        """A tick's frames are done (on its lane's thread): summarise them together, then
+        record and push each. A stream whose result cannot be reported fails alone."""
+        mains = self._summaries([tick.main.output for _, tick in done])
+        compared = [tick.compare.output for _, tick in done if tick.compare is not None]
+        compares = iter(self._summaries(compared))
+        for (stream, tick), summary in zip(done, mains, strict=True):
+            compare = next(compares) if tick.compare is not None else None
+            failure = next((s for s in (summary, compare) if isinstance(s, Exception)), None)
+            if failure is not None:
+                self._fail(stream.id, f"its result could not be reported: {failure}")
+                continue
+            try:
+                self._publish_one(stream, tick, summary, compare)
+            except Exception as error:
+                self._fail(stream.id, f"its result could not be reported: {error}")
+
+    def _summaries(self, outputs: list[Any]) -> list[dict | Exception]:
+        """The task's summaries of a tick's outputs, in one batch; if the batch fails, output
+        by output, so that only the output at fault fails (its exception in its place)."""
+        if not outputs:
+            return []
+        try:
+            return list(self._summarize(outputs))
+        except Exception:
+            pass
+        results: list[dict | Exception] = []
+        for output in outputs:
+            try:
+                results.append(self._summarize([output])[0])
+            except Exception as error:  # e.g. an output its task's summary cannot read
+                results.append(error)
+        return results
+
+    def _publish_one(
+        self, stream: ServedStream, tick: TickResult, summary: dict, compare_summary: dict | None
+    ) -> None:
+        """Record one stream's frame, its latest result and overlay, and push it."""
         info = tick.main.info
         arrival = tick.arrival
         latency_ms = (tick.finished_at - arrival.arrived_at) * 1000.0
@@ -421,7 +458,7 @@ class Service:
                 "iters": tick.compare.info.iters,
                 "latency_ms": round(tick.compare_ms or 0.0, 3),
                 "residual": _finite(tick.compare.info.residual_after),
-                "summary": self._summarize(tick.compare.output),
+                "summary": compare_summary,
             }
         result = {
             "stream": stream.id,
@@ -436,7 +473,7 @@ class Service:
             "shot_change": info.shot_change,
             "reset": reset,
             "drops": stream.reader.stale + stream.reader.lost,
-            "summary": self._summarize(tick.main.output),
+            "summary": summary,
             "compare": compare,
         }
         with self._lock:
@@ -464,8 +501,12 @@ class Service:
             self._subscribers.discard(subscription)
 
     def _wake_lanes(self) -> None:
+        # called by every source on every frame: setting an Event takes its lock, and dozens
+        # of source threads queueing on that lock (and then on the GIL) starve the lanes, so
+        # an Event already set is left alone (reading it takes no lock)
         for lane in self._lanes.values():
-            lane.wake.set()
+            if not lane.wake.is_set():
+                lane.wake.set()
 
     def _renderer(self) -> Any:
         """A fresh renderer of the model's task (each stream lane draws with its own: a

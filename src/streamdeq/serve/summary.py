@@ -23,28 +23,63 @@ from ..tasks.detection.render import DEFAULT_MIN_SCORE
 TOP_CLASSES, MAX_BOXES = 5, 50
 
 
-def summarizer_for(task: str | None, model: Any) -> Callable[[Any], dict[str, Any]]:
-    """The summary function of ``task``'s outputs ({} for a task without one)."""
+#: A task's summary function: the outputs of one tick's streams -> their summaries, in order.
+Summarizer = Callable[[list[Any]], list[dict[str, Any]]]
+
+
+def summarizer_for(task: str | None, model: Any) -> Summarizer:
+    """The summary function of ``task``'s outputs (each {} for a task without one).
+
+    It takes a whole tick's outputs at once: summarising stream by stream costs a few dozen
+    small tensor operations and a device->host transfer per stream, which with many streams
+    (and the GIL shared with their source threads) came to most of a tick."""
     if task == "segmentation":
         names = _class_names(model)
-        return lambda output: segmentation_summary(output, names)
+        return lambda outputs: segmentation_summaries(outputs, names)
     if task == "detection":
         config = model.config
         names = dict(zip([int(i) for i in config.class_ids], config.class_names, strict=True))
-        return lambda output: detection_summary(output, names)
-    return lambda output: {}
+        return lambda outputs: [detection_summary(output, names) for output in outputs]
+    return lambda outputs: [{} for _ in outputs]
+
+
+def segmentation_summaries(outputs: list[torch.Tensor], names: list[str]) -> list[dict[str, Any]]:
+    """(classes, h, w) logits each -> {"classes": [{"name", "share"}]}: the TOP_CLASSES classes
+    covering most of the output, by pixel share (at the output's resolution; ties: the lower
+    class index first).
+
+    Outputs of one shape are counted together on their device (argmax, then one bincount over
+    all of them, each output's labels offset by its row), and only the (outputs x classes)
+    counts cross to the host: a fixed number of operations per shape, whatever the number of
+    streams."""
+    counts: list[np.ndarray | None] = [None] * len(outputs)
+    groups: dict[tuple, list[int]] = {}
+    for i, logits in enumerate(outputs):
+        groups.setdefault((tuple(logits.shape), logits.device, logits.dtype), []).append(i)
+    for (shape, _, _), rows in groups.items():
+        classes = shape[0]
+        with torch.no_grad():
+            logits = torch.stack([outputs[i] for i in rows])
+            labels = logits.argmax(dim=1).flatten(1)
+            offsets = torch.arange(len(rows), device=labels.device).unsqueeze(1) * classes
+            binned = torch.bincount((labels + offsets).flatten(), minlength=len(rows) * classes)
+            table = binned.view(len(rows), classes).cpu().numpy()
+        for k, i in enumerate(rows):
+            counts[i] = table[k]
+    return [_class_shares(c, names) for c in counts]
 
 
 def segmentation_summary(logits: torch.Tensor, names: list[str]) -> dict[str, Any]:
-    """(classes, h, w) logits -> {"classes": [{"name", "share"}]}: the TOP_CLASSES classes
-    covering most of the output, by pixel share (at the output's resolution)."""
-    labels = logits.detach().argmax(dim=0).flatten().cpu()
-    counts = torch.bincount(labels, minlength=logits.shape[0]).double()
-    shares = counts / max(labels.numel(), 1)
-    top = torch.argsort(shares, descending=True)[:TOP_CLASSES].tolist()
+    """One output's summary (see :func:`segmentation_summaries`)."""
+    return segmentation_summaries([logits], names)[0]
+
+
+def _class_shares(counts: np.ndarray, names: list[str]) -> dict[str, Any]:
+    shares = counts / max(int(counts.sum()), 1)
+    top = np.argsort(-shares, kind="stable")[:TOP_CLASSES]
     return {
         "classes": [
-            {"name": _name(names, k), "share": round(float(shares[k]), 4)}
+            {"name": _name(names, int(k)), "share": round(float(shares[k]), 4)}
             for k in top
             if shares[k] > 0
         ]
@@ -54,11 +89,11 @@ def segmentation_summary(logits: torch.Tensor, names: list[str]) -> dict[str, An
 def detection_summary(output: dict, names: dict[int, str]) -> dict[str, Any]:
     """A detector's output -> {"boxes": [{"label", "score", "box": [x0, y0, x1, y1]}]}: the
     best MAX_BOXES boxes scoring at least the renderer's threshold (the boxes it draws)."""
-    scores = output["scores"].detach().float().cpu()
-    order = torch.argsort(scores, descending=True)
+    scores = output["scores"].detach().float().cpu().numpy()
+    order = np.argsort(-scores, kind="stable")
     order = order[scores[order] >= DEFAULT_MIN_SCORE][:MAX_BOXES]
-    boxes = output["boxes"].detach().float().cpu()[order].tolist()
-    labels = output["labels"].detach().cpu()[order].tolist()
+    boxes = output["boxes"].detach().float().cpu().numpy()[order].tolist()
+    labels = output["labels"].detach().cpu().numpy()[order].tolist()
     return {
         "boxes": [
             {

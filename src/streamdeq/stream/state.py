@@ -5,10 +5,10 @@ between them (see :mod:`streamdeq.stream.stepping`):
 
 1. :meth:`StreamState.plan` — decide the start point (reset or warm start) and the iteration
    plan, and describe the solves as :class:`SolveJob` s;
-2. :meth:`StreamState.review` — read the results back (the one host synchronisation of a
-   frame), detect divergence and shot changes, and ask for a second solve if the shot policy
-   wants one;
-3. :meth:`StreamState.settle` — read that second solve back, if there was one;
+2. :meth:`StreamState.review` — judge the results, read back for all the streams of a step
+   together (:func:`read_back_many`: the one host synchronisation of a step): detect
+   divergence and shot changes, and ask for a second solve if the shot policy wants one;
+3. :meth:`StreamState.settle` — take that second solve's outcome, if there was one;
 4. :meth:`StreamState.conclude` — keep the new state, feed the iteration controller, report.
 
 What a stream holds between frames is fixed in size: the state tensors, the previous frame's
@@ -152,16 +152,21 @@ class StreamState:
 
     # ------------------------------------------------------------------ phase 2: review
 
-    def review(self, model: StreamableModel) -> list[SolveJob]:
-        """Read the frame's solves back; return a second solve the shot policy asks for."""
+    def review_scalars(self) -> list[Tensor | None]:
+        """What :meth:`review` reads back (0-dim tensors; None: nothing), for the step to read
+        every stream's in one device->host transfer (:func:`read_back_many`)."""
         frame = self._frame
         out = frame.out_job.result
-        extra = [frame.frame_diff, frame.thumb_finite]
+        scalars = [out.rel_before, out.rel_after, out.iters, out.status, out.evals]
+        scalars += [frame.frame_diff, frame.thumb_finite]
         if frame.ref_job is not None:
-            extra += [frame.ref_job.result.status, frame.ref_job.result.evals]
-        values = _read_back(
-            [out.rel_before, out.rel_after, out.iters, out.status, out.evals, *extra]
-        )
+            scalars += [frame.ref_job.result.status, frame.ref_job.result.evals]
+        return scalars
+
+    def review(self, model: StreamableModel, values: list[float]) -> list[SolveJob]:
+        """Judge the frame's solves from their :meth:`review_scalars`, read back as ``values``;
+        return a second solve the shot policy asks for."""
+        frame = self._frame
         frame.rel_before = values[0]
         self._take_outcome(frame, values[1:5])
         frame_diff, thumb_finite = values[5], values[6]
@@ -212,13 +217,18 @@ class StreamState:
 
     # ------------------------------------------------------------------ phase 3: settle
 
-    def settle(self) -> None:
-        """Read back the second solve of a frame that had one (no-op otherwise)."""
+    def settle_scalars(self) -> list[Tensor | None]:
+        """What :meth:`settle` reads back: the second solve's outcome ([] without one)."""
         frame = self._frame
         if frame.out_job is frame.jobs[0]:
-            return
+            return []
         out = frame.out_job.result
-        self._take_outcome(frame, _read_back([out.rel_after, out.iters, out.status, out.evals]))
+        return [out.rel_after, out.iters, out.status, out.evals]
+
+    def settle(self, values: list[float]) -> None:
+        """Take the second solve's outcome, read back as ``values`` (no-op without one)."""
+        if values:
+            self._take_outcome(self._frame, values)
 
     def output_state(self) -> list[Tensor]:
         """The state the head sees: the solve's answer, or its start point if it diverged."""
@@ -271,12 +281,30 @@ class StreamState:
         return StepResult(output=output[0], info=info)
 
 
-def _read_back(scalars: list[Tensor | None]) -> list[float]:
-    """0-dim tensors (None: NaN) as floats, in one device->host transfer."""
-    device = next((s.device for s in scalars if s is not None), torch.device("cpu"))
-    nan = torch.full((), math.nan, dtype=torch.float64, device=device)
-    stacked = torch.stack([nan if s is None else s.detach().to(torch.float64) for s in scalars])
-    return stacked.tolist()
+def read_back_many(per_stream: list[list[Tensor | None]]) -> list[list[float]]:
+    """Lists of 0-dim tensors (None: NaN) as lists of floats, in one device->host transfer per
+    device: the scalars are stacked by device and dtype, so the work does not grow with the
+    number of streams (a transfer per stream serialised a batched step on a GPU)."""
+    flat = [s for scalars in per_stream for s in scalars]
+    values = [math.nan] * len(flat)
+    groups: dict[tuple, list[int]] = {}
+    for i, scalar in enumerate(flat):
+        if scalar is not None:
+            groups.setdefault((scalar.device, scalar.dtype), []).append(i)
+    by_device: dict[torch.device, list[tuple[list[int], Tensor]]] = {}
+    for (device, _), rows in groups.items():
+        with torch.no_grad():  # the step's results carry no graph; detaching each costs
+            stacked = torch.stack([flat[i] for i in rows]).to(torch.float64)
+        by_device.setdefault(device, []).append((rows, stacked))
+    for parts in by_device.values():
+        read = torch.cat([stacked for _, stacked in parts]).tolist()
+        for i, value in zip([i for rows, _ in parts for i in rows], read, strict=True):
+            values[i] = value
+    out, start = [], 0
+    for scalars in per_stream:
+        out.append(values[start : start + len(scalars)])
+        start += len(scalars)
+    return out
 
 
 def _forget_solver_memory(solver_options: Mapping[str, Any]) -> None:

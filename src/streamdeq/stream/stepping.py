@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..errors import SettingsError
 from .budget import FrameTiming, TimeBudget
-from .frames import FrameInput, prepare_frame
+from .frames import FrameInput, prepare_frames
 from .info import StepResult
 from .jobs import run_jobs, stack_rows
 from .protocol import (
@@ -26,7 +26,7 @@ from .protocol import (
     check_model,
     model_input_multiple,
 )
-from .state import StreamState
+from .state import StreamState, read_back_many
 
 Clock = Callable[[], float]
 
@@ -110,10 +110,13 @@ def step_streams(
     timed = any(isinstance(state.controller, TimeBudget) for state in states)
     solve_sync = runtime.sync if timed else _no_sync
     with torch.no_grad():
-        inputs = [
-            prepare_frame(frame, state.preprocess, runtime.multiple, runtime.device, runtime.dtype)
-            for state, frame in zip(states, frames, strict=True)
-        ]
+        inputs = prepare_frames(
+            frames,
+            [state.preprocess for state in states],
+            runtime.multiple,
+            runtime.device,
+            runtime.dtype,
+        )
         injections = _inject(model, inputs)
         jobs = [
             job
@@ -121,11 +124,17 @@ def step_streams(
             for job in state.plan(inp, injection, model)
         ]
         run_jobs(model, jobs, runtime.clock, solve_sync)
-        second = [job for state in states for job in state.review(model)]
+        reviewed = read_back_many([state.review_scalars() for state in states])
+        second = [
+            job
+            for state, values in zip(states, reviewed, strict=True)
+            for job in state.review(model, values)
+        ]
         if second:
             run_jobs(model, second, runtime.clock, solve_sync)
-            for state in states:
-                state.settle()
+            settled = read_back_many([state.settle_scalars() for state in states])
+            for state, values in zip(states, settled, strict=True):
+                state.settle(values)
         outputs = _head(model, [state.output_state() for state in states])
         runtime.sync()
     latency_ms = (runtime.clock() - start) * 1000.0
