@@ -1,15 +1,19 @@
 """Resident memory of N live-stream readers alone: no model, no service (not run by CI).
 
-Why it exists: ``benchmarks/serve_load.py`` saw the service's RSS keep growing with 16 loopback
-tcp:// cameras (about 12-18 MB a minute on this project's CPU machine) while Python's own heap
-stayed flat (tracemalloc), and the same service fed by 16 looping *files* levelled off within a
-minute. This script takes the model and the service out: N threads each read a loopback
-MPEG-TS camera (the same paced servers, looping one clip over one connection) through
-``streamdeq.data.open_video`` and drop the frames. If RSS still grows, the growth is in the
-live-stream reading path (PyAV / FFmpeg's tcp + MPEG-TS demuxer + H.264 decoder, or how the
-source uses them), not in the engine.
+Why it exists: ``benchmarks/serve_load.py`` saw the service's RSS grow with 16 loopback tcp://
+cameras (about 12-18 MB a minute over 5 minutes on this project's CPU machine) while Python's
+own heap stayed flat (tracemalloc), and the same service fed by 16 looping *files* levelled
+off within a minute. This script takes the model and the service out: N threads each read a
+loopback MPEG-TS camera (the same paced servers, looping one clip over one connection) through
+``streamdeq.data.open_video`` and drop the frames.
 
-    python benchmarks/live_reader_rss.py --streams 16 --seconds 140
+What it showed: the growth is FFmpeg's MPEG-TS demuxer filling a seek-back buffer of
+``probesize`` bytes (5 MB by default) that it reserves on every input it cannot seek; RSS
+climbs at the streams' byte rate until ~5 MB per stream have arrived, then falls back. Run it
+for longer than 5 MB / the byte rate (about 7 minutes with these cameras) to see the plateau;
+``benchmarks/pyav_live_rss.py`` isolates the cause with bare PyAV.
+
+    python benchmarks/live_reader_rss.py --streams 16 --seconds 600 --every 20
 """
 
 from __future__ import annotations

@@ -273,3 +273,32 @@ def test_a_live_stream_that_goes_silent_stops_after_the_timeout_with_the_frames_
                 received += 1
     assert caught.value.frames_read == received and 0 < received < 40
     assert "stream broke off" in str(caught.value)
+
+
+def test_a_live_stream_takes_ffmpeg_options_such_as_a_smaller_probesize(monkeypatch) -> None:
+    # FFmpeg's MPEG-TS demuxer holds a seek-back buffer of `probesize` bytes per live input
+    # (5 MB by default, filled as the stream arrives: see ContainerSource); a caller short of
+    # memory bounds it with this option, which must reach FFmpeg, the default left alone.
+    import av
+
+    from streamdeq.data import video
+
+    seen: list[dict] = []
+    real_open = av.open
+
+    def spy(target, *args, **kwargs):
+        if str(target).startswith("tcp://"):  # not the encoder's own av.open
+            seen.append(dict(kwargs.get("options") or {}))
+        return real_open(target, *args, **kwargs)
+
+    monkeypatch.setattr(video.av, "open", spy)
+    frames = [gradient_frame(index) for index in range(10)]
+    with (
+        live_stream(mpegts_bytes(frames, FPS)) as url,
+        open_video(url, timeout=10, options={"probesize": "100000"}) as source,
+    ):
+        assert (source.width, source.height) == (WIDTH, HEIGHT)
+        assert len(list(source)) == 10
+    with live_stream(mpegts_bytes(frames, FPS)) as url:
+        open_video(url, timeout=10).close()
+    assert seen == [{"probesize": "100000"}, {}]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from streamdeq.serve import SourceOptions, SourceRejectedError
+from streamdeq.data.errors import VideoError
+from streamdeq.errors import SettingsError
+from streamdeq.serve import SourceOptions, SourceRejectedError, sources
 from streamdeq.serve.sources import (
     SourceReader,
     display_source,
@@ -33,6 +35,32 @@ def test_network_sources_may_use_only_their_schemes_protocols(url, protocols):
 
 def test_files_are_opened_with_the_file_protocol_only(tmp_path):
     assert ffmpeg_options(str(tmp_path / "a.mp4")) == {"protocol_whitelist": "file"}
+
+
+def test_a_probesize_reaches_ffmpeg_for_stream_urls_only(tmp_path, monkeypatch):
+    """Why: FFmpeg's MPEG-TS demuxer fills a probesize-sized buffer per live camera (5 MB by
+    default); an operator with many cameras bounds that memory with a smaller one."""
+    assert ffmpeg_options("tcp://127.0.0.1:5000", 1_000_000) == {
+        "protocol_whitelist": "tcp",
+        "probesize": "1000000",
+    }
+    assert "probesize" not in ffmpeg_options("tcp://127.0.0.1:5000")
+    assert ffmpeg_options(str(tmp_path / "a.mp4"), 1_000_000) == {"protocol_whitelist": "file"}
+    opened = []
+
+    def fake_open(source, **kwargs):
+        opened.append(kwargs["options"])
+        raise VideoError("no camera here")
+
+    monkeypatch.setattr(sources, "open_video", fake_open)
+    options = SourceOptions(probesize=1_000_000, reconnect=False)
+    reader = SourceReader("tcp://127.0.0.1:9", loop=False, options=options)
+    reader.start()
+    reader.join(5.0)
+    assert opened == [{"protocol_whitelist": "tcp", "probesize": "1000000"}]
+    assert reader.state == "failed" and reader.error == "no camera here"
+    with pytest.raises(SettingsError, match="probesize"):
+        SourceOptions(probesize=100)
 
 
 def test_unknown_schemes_are_rejected_and_kinds_told_apart(tmp_path):

@@ -688,6 +688,15 @@ def serve_command(
     timeout: Annotated[
         float, typer.Option(help="seconds a stream URL may stay silent before it is reopened")
     ] = 10.0,
+    probesize: Annotated[
+        int | None,
+        typer.Option(
+            min=32_768,
+            help="bytes FFmpeg reads to learn a stream URL's format; an MPEG-TS camera also "
+            "fills a buffer of this size in its first minutes, so lower it (e.g. 1000000) to "
+            "bound memory with many cameras [default: FFmpeg's 5000000]",
+        ),
+    ] = None,
     jpeg_quality: Annotated[int, typer.Option(min=1, max=95, help="of the overlays")] = 80,
     threads: Annotated[
         int | None, typer.Option(min=1, help="CPU threads for torch (default: torch's)")
@@ -737,6 +746,7 @@ def serve_command(
         settings=settings,
         folder_fps=folder_fps,
         timeout=timeout,
+        probesize=probesize,
         jpeg_quality=jpeg_quality,
         threads=threads,
         stop_timeout=stop_timeout,

@@ -61,6 +61,7 @@ class ServeOptions:
     settings: dict[str, Any] = field(default_factory=dict)
     folder_fps: float = DEFAULT_FOLDER_FPS
     timeout: float = 10.0
+    probesize: int | None = None
     jpeg_quality: int = 80
     threads: int | None = None
     stop_timeout: float = 5.0
@@ -187,7 +188,9 @@ def build_service(options: ServeOptions, config: ServeConfig) -> Service:
         state_file=state_file,
         defaults=defaults,
         jpeg_quality=options.jpeg_quality,
-        source_options=SourceOptions(folder_fps=options.folder_fps, timeout=options.timeout),
+        source_options=SourceOptions(
+            folder_fps=options.folder_fps, timeout=options.timeout, probesize=options.probesize
+        ),
         model_name=loaded.description,
     )
 

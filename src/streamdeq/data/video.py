@@ -255,6 +255,17 @@ class ContainerSource(VideoSource):
     A live stream (rtsp://, tcp://, ... see LIVE_SCHEMES) that ends or breaks off is opened again
     when ``reconnect`` > 0: attempts start after 0.5 s, the wait doubling up to 5 s, for up to
     ``reconnect`` seconds after the break; each attempt may take ``timeout`` itself.
+
+    Memory of a live MPEG-TS stream (tcp://, udp://, srt://): FFmpeg's MPEG-TS demuxer reserves
+    a seek-back buffer of ``probesize`` bytes (FFmpeg's default: 5 MB) on an input it cannot
+    seek, and the reads fill it front to back, so the process's resident memory climbs at the
+    stream's byte rate until that many bytes have arrived, and then drops when FFmpeg shrinks
+    the buffer back to 32 KB. At 100 kbit/s that climb lasts about 7 minutes and looks like a
+    leak; it is not one (bounded at about ``probesize`` per open connection; glibc's
+    ``malloc_trim`` cannot return it, the buffer is in use; see benchmarks/pyav_live_rss.py).
+    ``options={"probesize": "1000000"}`` bounds it lower, but also limits how far FFmpeg reads
+    to find the codec parameters at open: a high-bitrate stream with long keyframe intervals
+    may then open without its frame size. So the default is left as FFmpeg's.
     """
 
     def __init__(

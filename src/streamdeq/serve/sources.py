@@ -26,7 +26,7 @@ from ..data.errors import VideoError
 from ..data.video import DEFAULT_FOLDER_FPS, RECONNECT_FIRST_WAIT, RECONNECT_MAX_WAIT
 from ..data.video import display_source as video_display_source
 from ..errors import SettingsError
-from ..validation import check_real
+from ..validation import check_int, check_real
 from .errors import SourceRejectedError
 
 #: FFmpeg protocols each URL scheme may use (nested ones included: TLS under HTTPS, RTP under
@@ -44,6 +44,9 @@ PROTOCOL_WHITELISTS: dict[str, str] = {
     "https": "https,tls,tcp,http",
 }
 STATES = ("starting", "live", "reconnecting", "failed", "ended")
+#: The smallest probesize accepted: FFmpeg's own minimum is 32 bytes, but a stream probed on
+#: less than a few packets opens without its frame size.
+PROBESIZE_MIN = 32_768
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,13 @@ class SourceOptions:
         max_wait: the longest wait between two reconnection attempts, seconds.
         realtime: files and folders play at their frame rate; False: as fast as they decode
             (for tests and benchmarks of the engine alone).
+        probesize: bytes FFmpeg reads from a stream URL to learn its format (None: FFmpeg's
+            5,000,000). It also sizes the seek-back buffer FFmpeg's MPEG-TS demuxer keeps per
+            stream it cannot seek: that buffer fills as the stream arrives, so each live
+            MPEG-TS camera adds up to this many bytes of resident memory over its first
+            minutes (then FFmpeg shrinks it). Lower it (e.g. 1,000,000) to bound memory with
+            many cameras; too low and a high-bitrate stream with long keyframe intervals opens
+            without its frame size.
     """
 
     folder_fps: float = DEFAULT_FOLDER_FPS
@@ -67,8 +77,11 @@ class SourceOptions:
     reconnect: bool = True
     max_wait: float = RECONNECT_MAX_WAIT
     realtime: bool = True
+    probesize: int | None = None
 
     def __post_init__(self) -> None:
+        if self.probesize is not None:
+            check_int("probesize", self.probesize, minimum=PROBESIZE_MIN)
         check_real("folder_fps", self.folder_fps, exclusive_minimum=0)
         check_real("timeout", self.timeout, exclusive_minimum=0)
         check_real("max_wait", self.max_wait, exclusive_minimum=0)
@@ -122,10 +135,14 @@ def display_source(source: str) -> str:
     return video_display_source(source, keep_user=False)
 
 
-def ffmpeg_options(source: str) -> dict[str, str]:
-    """FFmpeg options of a source: the protocol whitelist of its scheme ("file" for files)."""
+def ffmpeg_options(source: str, probesize: int | None = None) -> dict[str, str]:
+    """FFmpeg options of a source: the protocol whitelist of its scheme ("file" for files), and
+    for a URL the ``probesize`` given (see :class:`SourceOptions`)."""
     if "://" in source and not source.startswith("file://"):
-        return {"protocol_whitelist": PROTOCOL_WHITELISTS[urlsplit(source).scheme.lower()]}
+        options = {"protocol_whitelist": PROTOCOL_WHITELISTS[urlsplit(source).scheme.lower()]}
+        if probesize is not None:
+            options["probesize"] = str(probesize)
+        return options
     return {"protocol_whitelist": "file"}
 
 
@@ -193,7 +210,11 @@ class SourceReader:
                     self.source,
                     fps=self.options.folder_fps,
                     timeout=self.options.timeout,
-                    options=ffmpeg_options(self.source) if self.kind != "folder" else None,
+                    options=(
+                        ffmpeg_options(self.source, self.options.probesize)
+                        if self.kind != "folder"
+                        else None
+                    ),
                 )
                 with video:
                     got_frames = self._play(video)
