@@ -173,7 +173,7 @@ def run_config(model, args, n: int, folder: Path) -> dict:
         device=args.device,
         max_streams=n,
         defaults={"iters": args.iters},
-        source_options=SourceOptions(timeout=5.0),
+        source_options=SourceOptions(timeout=5.0, probesize=args.probesize),
         stream_base=_base(model, args.input_size),
     )
     service.start()
@@ -246,6 +246,13 @@ def main() -> None:
         default=None,
         help="HxW the frames are resized to for the model (default: its own, 128x256); a "
         "small one measures the service's own cost per stream",
+    )
+    parser.add_argument(
+        "--probesize",
+        type=int,
+        default=None,
+        help="FFmpeg probesize of the live cameras (serve's --probesize; default FFmpeg's 5 MB, "
+        "which each MPEG-TS camera fills as a buffer over its first minutes)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
