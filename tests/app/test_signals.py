@@ -207,3 +207,20 @@ def test_run_help_lists_every_exit_code():
 def test_stop_timeout_must_be_a_positive_number_of_seconds(seconds):
     with pytest.raises(SettingsError, match="--stop-timeout must be a positive number"):
         RunOptions("clip.mp4", stop_timeout=seconds)
+
+
+def test_a_ctrl_c_during_the_shutdown_after_a_ctrl_c_stop_prints_no_traceback():
+    """The outputs are finished when the process ends by Ctrl-C; one more Ctrl-C landing in
+    the interpreter's shutdown (here: in an exit handler, as a temporary folder's finalizer
+    is) must not print a traceback or change the exit status."""
+    code = (
+        "import atexit, os, signal, time\n"
+        "from streamdeq.app.cli import end_by_signal\n"
+        "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(0.2)))\n"
+        "end_by_signal(signal.SIGINT)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=STARTUP_SECONDS
+    )
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr

@@ -786,6 +786,9 @@ def end_by_signal(signum: int) -> NoReturn:
     in_main_thread = threading.current_thread() is threading.main_thread()
     if signum == signal.SIGINT:
         if in_main_thread:
+            # the outputs are finished; another Ctrl-C during the interpreter's shutdown would
+            # only interrupt a cleanup (a temporary folder's finalizer) with a traceback
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             sys.exit(EXIT_CTRL_C)
         os._exit(EXIT_CTRL_C)
     if _restore_default_action(signum, in_main_thread):
