@@ -7,7 +7,6 @@ import collections
 
 import numpy as np
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from streamdeq.serve.summary import (
     TOP_CLASSES,
@@ -17,6 +16,7 @@ from streamdeq.serve.summary import (
 )
 
 from ..data.clips import write_clip
+from ..op_count import OpCount
 from .service_helpers import bundled_model, clip_file, make_service, wait_for
 
 NAMES = [f"c{k}" for k in range(7)]
@@ -53,16 +53,6 @@ def test_ties_list_the_lower_class_first():
     logits[3, 0, :] = 1.0  # half class 3
     logits[1, 1, :] = 1.0  # half class 1
     assert [c["name"] for c in segmentation_summary(logits, NAMES)["classes"]] == ["c1", "c3"]
-
-
-class OpCount(TorchDispatchMode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.ops: collections.Counter = collections.Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops[str(func)] += 1
-        return func(*args, **(kwargs or {}))
 
 
 def test_the_tensor_work_of_a_tick_does_not_grow_with_its_streams():

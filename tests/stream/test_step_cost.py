@@ -9,25 +9,16 @@ import math
 
 import numpy as np
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from streamdeq.stream import StreamBatch
 from streamdeq.stream.state import read_back_many
+
+from ..op_count import OpCount
 
 #: Tensor operations a step may add per stream (views included): 26 with the test model
 #: (36 with the bundled one), about twice that when each stream's frame was prepared and its
 #: outcome read back on its own.
 PER_STREAM_OPS = 30
-
-
-class OpCount(TorchDispatchMode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.ops: collections.Counter = collections.Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops[str(func)] += 1
-        return func(*args, **(kwargs or {}))
 
 
 def step_ops(model, streams: int) -> collections.Counter:
