@@ -67,8 +67,9 @@ def test_a_state_file_with_an_out_of_range_setting_skips_that_stream(tmp_path):
     service.start()
     try:
         assert [info["id"] for info in service.streams()] == ["fine"]
-        [notice] = service.notices
+        notice, kept = service.notices
         assert "'huge' skipped" in notice and f"at most {N}" in notice
+        assert kept.endswith(f"kept in {state}.bak")
     finally:
         service.stop()
 
@@ -89,11 +90,16 @@ def test_a_structurally_broken_state_file_entry_skips_that_entry_only(tmp_path):
     service.start()
     try:
         assert [info["id"] for info in service.streams()] == ["fine"]
-        assert len(service.notices) == 3
-        assert all(n.startswith(f"state file {state}: stream ") for n in service.notices)
+        assert len(service.notices) == 4
+        assert all(n.startswith(f"state file {state}: stream ") for n in service.notices[:3])
+        assert service.notices[3].endswith(f"kept in {state}.bak")
         assert "stream 2" in service.notices[1] and "lop" in service.notices[1]
     finally:
         service.stop()
+    # the file now holds the stream that started; the mistyped entries are kept beside it
+    assert [entry["id"] for entry in json.loads(state.read_text())["streams"]] == ["fine"]
+    backup = state.with_name(state.name + ".bak")
+    assert json.loads(backup.read_text())["streams"] == entries
 
 
 def test_an_upper_case_url_scheme_is_opened_in_lower_case(idle):

@@ -60,7 +60,16 @@ def test_a_probesize_reaches_ffmpeg_for_stream_urls_only(tmp_path, monkeypatch):
     assert opened == [{"protocol_whitelist": "tcp", "probesize": "1000000"}]
     assert reader.state == "failed" and reader.error == "no camera here"
     with pytest.raises(SettingsError, match="probesize"):
-        SourceOptions(probesize=100)
+        SourceOptions(probesize=sources.PROBESIZE_MIN - 1)
+
+
+def test_the_command_line_refuses_a_probesize_below_the_same_minimum():
+    from typer.testing import CliRunner
+
+    from streamdeq.app.cli import app
+
+    refused = CliRunner().invoke(app, ["serve", "--probesize", str(sources.PROBESIZE_MIN - 1)])
+    assert refused.exit_code == 2 and str(sources.PROBESIZE_MIN) in refused.output
 
 
 def test_unknown_schemes_are_rejected_and_kinds_told_apart(tmp_path):

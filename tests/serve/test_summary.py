@@ -96,3 +96,21 @@ def test_a_stream_whose_output_cannot_be_summarised_fails_alone(tmp_path):
         service.stop()
     assert "could not be reported: cannot read this output" in service.stream("bad")["error"]
     assert service.stream("good")["state"] == "live"
+
+
+def test_a_failing_batch_of_summaries_is_retried_output_by_output(tmp_path):
+    service = make_service(bundled_model(), tmp_path)
+    real = service._summarize
+    good, bad = torch.randn(19, 4, 4), torch.randn(19, 4, 5)
+
+    def fussy(outputs):
+        if any(output.shape[-1] == 5 for output in outputs):
+            raise ValueError("cannot read this output")
+        return real(outputs)
+
+    service._summarize = fussy
+    first, second, third = service._summaries([good, bad, good])
+    assert first == third == real([good])[0]
+    assert isinstance(second, ValueError)
+    service._summarize = lambda outputs: [{}]  # a summariser that loses outputs
+    assert service._summaries([good, good]) == [{}, {}]  # each alone: one summary each

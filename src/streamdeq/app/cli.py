@@ -691,7 +691,7 @@ def serve_command(
     probesize: Annotated[
         int | None,
         typer.Option(
-            min=32_768,
+            min=32_768,  # serve.sources.PROBESIZE_MIN (serve is imported only when it runs)
             help="bytes FFmpeg reads to learn a stream URL's format; an MPEG-TS camera also "
             "fills a buffer of this size in its first minutes, so lower it (e.g. 1000000) to "
             "bound memory with many cameras [default: FFmpeg's 5000000]",
@@ -787,8 +787,9 @@ def end_by_signal(signum: int) -> NoReturn:
     if signum == signal.SIGINT:
         if in_main_thread:
             # the outputs are finished; another Ctrl-C during the interpreter's shutdown would
-            # only interrupt a cleanup (a temporary folder's finalizer) with a traceback
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            # interrupt a cleanup (a temporary folder's finalizer) with a traceback: it ends
+            # the process at once instead, quietly (and still ends it, should a cleanup hang)
+            signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_CTRL_C))
             sys.exit(EXIT_CTRL_C)
         os._exit(EXIT_CTRL_C)
     if _restore_default_action(signum, in_main_thread):

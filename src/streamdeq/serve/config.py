@@ -168,14 +168,26 @@ def load_state(path: Path, skipped: list[str] | None = None) -> list[StreamSpec]
 def save_state(path: Path, streams: list[StreamSpec]) -> None:
     """Write the state file atomically: readers (and a restart after a crash) see the old
     version or the new one, never a partial file."""
-    path = Path(path)
     text = json.dumps(
         {"version": STATE_VERSION, "streams": [s.as_dict() for s in streams]}, indent=2
     )
+    _write_atomically(Path(path), (text + "\n").encode())
+
+
+def back_up_state(path: Path, content: bytes) -> Path:
+    """Keep ``content`` (a state file as it was read) beside it as ``<name>.bak``, atomically;
+    returns that path. Why: streams skipped at start are gone from the state file at its next
+    rewrite, and an entry that was only mistyped should not be lost with them."""
+    backup = Path(path).with_name(Path(path).name + ".bak")
+    _write_atomically(backup, content)
+    return backup
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text + "\n")
+        with os.fdopen(handle, "wb") as file:
+            file.write(content)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)

@@ -187,7 +187,12 @@ class Lane:
             )
             done.append((stream, tick))
         if done:
-            self._publish(done)
+            try:
+                self._publish(done)
+            except Exception as error:  # a bug in reporting: these streams fail, not the lane
+                self.error = f"{type(error).__name__}: {error}"
+                for stream, _ in done:
+                    self._fail(stream.id, f"its result could not be reported: {error}")
         return True
 
     def _step(self, frames: Mapping[Hashable, Any]) -> dict[Hashable, StepResult]:

@@ -38,7 +38,7 @@ from ..stream import StreamSettings
 from ..stream.frames import PreprocessSettings
 from ..tasks import model_task_name, renderer_for
 from ..validation import check_int
-from .config import StreamSpec, load_state, save_state
+from .config import StreamSpec, back_up_state, load_state, save_state
 from .errors import ConflictError, LimitError, NotFoundError, ServiceError, quoted
 from .lanes import Lane, LaneBatch, ServedStream, TickResult
 from .settings import (
@@ -134,11 +134,14 @@ class Service:
 
     def start(self) -> None:
         """Start the engine lanes and the sources; bring back the streams of the state file
-        (one whose id is taken by a stream added before start, or whose source is no longer
-        accepted, is skipped with a line in ``notices``)."""
+        (one whose id is taken by a stream added before start, whose source or settings are no
+        longer accepted, or whose entry is broken, is skipped with a line in ``notices``, and
+        the file as it was is kept beside it as ``<name>.bak``)."""
         with self._lock:
             if self._status != "starting":
                 raise ServiceError(f"the service is {self._status}; start it once")
+            before = len(self.notices)
+            original = self._read_state_file()  # kept if a stream of it is skipped
             saved = [] if self.state_file is None else load_state(self.state_file, self.notices)
             for spec in saved:
                 try:
@@ -151,6 +154,9 @@ class Service:
                     )
                 except (ServiceError, SettingsError) as error:
                     self.notices.append(f"state file: stream {spec.id!r} skipped: {error}")
+            if len(self.notices) > before and original is not None:
+                backup = back_up_state(self.state_file, original)
+                self.notices.append(f"state file: the file as it was is kept in {backup}")
             self._status = "ok"
             streams = list(self._streams.values())
         for lane in self._lanes.values():
@@ -424,7 +430,9 @@ class Service:
         if not outputs:
             return []
         try:
-            return list(self._summarize(outputs))
+            summaries = list(self._summarize(outputs))
+            if len(summaries) == len(outputs):
+                return summaries
         except Exception:
             pass
         results: list[dict | Exception] = []
@@ -503,7 +511,8 @@ class Service:
     def _wake_lanes(self) -> None:
         # called by every source on every frame: setting an Event takes its lock, and dozens
         # of source threads queueing on that lock (and then on the GIL) starve the lanes, so
-        # an Event already set is left alone (reading it takes no lock)
+        # an Event already set (the lane has not cleared it for its next tick yet) is left
+        # alone: reading it takes no lock
         for lane in self._lanes.values():
             if not lane.wake.is_set():
                 lane.wake.set()
@@ -534,6 +543,14 @@ class Service:
         while candidate in self._streams:
             candidate, n = f"{stem}-{n}", n + 1
         return candidate
+
+    def _read_state_file(self) -> bytes | None:
+        if self.state_file is None:
+            return None
+        try:
+            return self.state_file.read_bytes()
+        except OSError:
+            return None
 
     def _save_state(self) -> None:
         if self.state_file is None:

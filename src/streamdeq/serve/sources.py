@@ -67,7 +67,8 @@ class SourceOptions:
             5,000,000). It also sizes the seek-back buffer FFmpeg's MPEG-TS demuxer keeps per
             stream it cannot seek: that buffer fills as the stream arrives, so each live
             MPEG-TS camera adds up to this many bytes of resident memory over its first
-            minutes (then FFmpeg shrinks it). Lower it (e.g. 1,000,000) to bound memory with
+            minutes (then FFmpeg frees it; the allocator tuning of ``streamdeq serve`` keeps
+            the freed block for reuse, so the memory levels off rather than falls). Lower it (e.g. 1,000,000) to bound memory with
             many cameras; too low and a high-bitrate stream with long keyframe intervals opens
             without its frame size.
     """

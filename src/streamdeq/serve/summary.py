@@ -30,9 +30,10 @@ Summarizer = Callable[[list[Any]], list[dict[str, Any]]]
 def summarizer_for(task: str | None, model: Any) -> Summarizer:
     """The summary function of ``task``'s outputs (each {} for a task without one).
 
-    It takes a whole tick's outputs at once: summarising stream by stream costs a few dozen
-    small tensor operations and a device->host transfer per stream, which with many streams
-    (and the GIL shared with their source threads) came to most of a tick."""
+    It takes a whole tick's outputs at once. Segmentation outputs are summarised together:
+    stream by stream, it cost a few dozen small tensor operations and a device->host transfer
+    per stream, which with many streams (and the GIL shared with their source threads) came to
+    most of a tick. Detection outputs (a few boxes each) are still summarised one by one."""
     if task == "segmentation":
         names = _class_names(model)
         return lambda outputs: segmentation_summaries(outputs, names)
@@ -48,7 +49,7 @@ def segmentation_summaries(outputs: list[torch.Tensor], names: list[str]) -> lis
     covering most of the output, by pixel share (at the output's resolution; ties: the lower
     class index first).
 
-    Outputs of one shape are counted together on their device (argmax, then one bincount over
+    Outputs of one shape are counted together on their device (argmax, then one count over
     all of them, each output's labels offset by its row), and only the (outputs x classes)
     counts cross to the host: a fixed number of operations per shape, whatever the number of
     streams."""
@@ -62,7 +63,11 @@ def segmentation_summaries(outputs: list[torch.Tensor], names: list[str]) -> lis
             logits = torch.stack([outputs[i] for i in rows])
             labels = logits.argmax(dim=1).flatten(1)
             offsets = torch.arange(len(rows), device=labels.device).unsqueeze(1) * classes
-            binned = torch.bincount((labels + offsets).flatten(), minlength=len(rows) * classes)
+            # a scatter-add, not torch.bincount: bincount sizes its output from the data,
+            # which on a GPU is a device->host synchronisation of its own
+            index = (labels + offsets).flatten()
+            binned = torch.zeros(len(rows) * classes, dtype=torch.long, device=labels.device)
+            binned.scatter_add_(0, index, torch.ones_like(index))
             table = binned.view(len(rows), classes).cpu().numpy()
         for k, i in enumerate(rows):
             counts[i] = table[k]

@@ -18,6 +18,7 @@ mapped back to the frame's own pixels (:func:`output_to_frame`).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -211,6 +212,21 @@ def prepare_frames(
     return inputs
 
 
+@functools.lru_cache(maxsize=64)
+def _statistics(
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[Tensor, Tensor]:
+    """(1, 3, 1, 1) mean and std tensors, made once per device and dtype: on a GPU each new
+    one is a blocking host->device copy, every frame. Read only (shared by all streams)."""
+    shape = (1, 3, 1, 1)
+    as_tensor = functools.partial(torch.tensor, device=device, dtype=dtype)
+    with torch.inference_mode(False):  # cached: made under inference mode, unusable outside
+        return as_tensor(mean).view(shape), as_tensor(std).view(shape)
+
+
 def _is_rgb_uint8_array(frame: object) -> bool:
     return (
         isinstance(frame, np.ndarray)
@@ -224,8 +240,7 @@ def _is_rgb_uint8_array(frame: object) -> bool:
 
 def _model_inputs(unit: Tensor, settings: PreprocessSettings, multiple: int) -> list[FrameInput]:
     """(B, 3, H, W) frames in [0, 1] -> B FrameInputs: resized, normalised, padded."""
-    mean = torch.tensor(settings.mean, device=unit.device, dtype=unit.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(settings.std, device=unit.device, dtype=unit.dtype).view(1, 3, 1, 1)
+    mean, std = _statistics(settings.mean, settings.std, unit.device, unit.dtype)
     source_size = (unit.shape[-2], unit.shape[-1])
     if settings.resize is not None:
         unit = _resized(unit, fitted_size(source_size, settings.resize))
