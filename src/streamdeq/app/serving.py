@@ -212,13 +212,7 @@ def add_startup_streams(service: Service, options: ServeOptions, config: ServeCo
     from."""
     for index, spec in enumerate(config.streams):
         try:
-            service.add_stream(
-                spec.source,
-                stream_id=spec.id,
-                settings=spec.settings,
-                loop=spec.loop,
-                persist=False,
-            )
+            service.add_spec(spec, persist=False)
         except StreamDEQError as error:
             raise SettingsError(f"{config.where(index)}: {error}") from None
     for source in options.sources:

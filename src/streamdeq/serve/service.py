@@ -145,13 +145,7 @@ class Service:
             saved = [] if self.state_file is None else load_state(self.state_file, self.notices)
             for spec in saved:
                 try:
-                    self.add_stream(
-                        spec.source,
-                        stream_id=spec.id,
-                        settings=spec.settings,
-                        loop=spec.loop,
-                        persist=True,
-                    )
+                    self.add_spec(spec, persist=True)
                 except (ServiceError, SettingsError) as error:
                     self.notices.append(f"state file: stream {spec.id!r} skipped: {error}")
             if len(self.notices) > before and original is not None:
@@ -243,6 +237,16 @@ class Service:
             if self._status == "ok":
                 reader.start()
             return self._info(stream)
+
+    def add_spec(self, spec: StreamSpec, *, persist: bool) -> dict:
+        """:meth:`add_stream` of a stream as a config or state file describes it."""
+        return self.add_stream(
+            spec.source,
+            stream_id=spec.id,
+            settings=spec.settings,
+            loop=spec.loop,
+            persist=persist,
+        )
 
     def remove_stream(self, stream_id: str) -> None:
         """Stop a stream and forget it (and its place in the state file)."""
