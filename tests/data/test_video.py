@@ -43,6 +43,34 @@ def test_mp4_frames_come_back_in_order_as_encoded(mp4: Path) -> None:
         assert error < 4, f"frame {frame.index}: mean abs error {error:.1f}"  # yuv420p rounding
 
 
+def test_frames_are_converted_to_rgb_by_one_converter_per_source(mp4: Path, monkeypatch) -> None:
+    """PyAV's own ``to_ndarray(format=...)`` builds a new swscale context per frame (most of
+    a small frame's decoding cost); a source keeps one converter, with the same pixels."""
+    import av
+
+    import streamdeq.data.video as video_module
+
+    made, conversions = [], []
+    real = video_module.VideoReformatter
+
+    class CountingConverter:
+        def __init__(self) -> None:
+            made.append(self)
+            self.converter = real()
+
+        def reformat(self, frame, *args, **kwargs):
+            conversions.append(frame)
+            return self.converter.reformat(frame, *args, **kwargs)
+
+    monkeypatch.setattr(video_module, "VideoReformatter", CountingConverter)
+    with open_video(mp4) as video:
+        frames = list(video)
+    assert len(made) == 1 and len(conversions) == FRAMES
+    with av.open(str(mp4)) as container:
+        expected = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert all(np.array_equal(f.image, e) for f, e in zip(frames, expected, strict=True))
+
+
 def test_timestamps_are_seconds_from_the_first_frame(mp4: Path) -> None:
     with open_video(mp4) as video:
         times = [frame.timestamp for frame in video]
