@@ -7,10 +7,19 @@ import ctypes.util
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
 import streamdeq.cpu_allocator as runtime
+
+
+@pytest.fixture(autouse=True)
+def _fresh_lookup():
+    """Each test looks glibc up again (the lookup is cached per process)."""
+    runtime._glibc.cache_clear()
+    yield
+    runtime._glibc.cache_clear()
 
 
 def test_tuning_is_applied_once_and_reports_the_same_answer(monkeypatch):
@@ -102,3 +111,67 @@ def test_tuning_is_declined_when_another_malloc_serves_the_process():
         malloc = libc.free  # any function other than the process's malloc
 
     assert not runtime._serves_this_process(PreloadedElsewhere())
+
+
+#: Tuned like serve, fills 200 blocks of 1 MiB, frees every other one (100 holes the kept
+#: blocks keep apart, below the heap's top: no trim threshold gives them back), then releases;
+#: prints RSS before and after in MiB.
+_HOLES_PROBE = """
+import json, numpy as np
+import streamdeq.cpu_allocator as runtime
+
+def rss():
+    with open("/proc/self/status") as status:
+        return next(int(l.split()[1]) for l in status if l.startswith("VmRSS:")) / 1024
+
+applied = runtime.tune_cpu_allocator()
+blocks = [np.ones(2**20, np.uint8) for _ in range(200)]
+del blocks[::2]
+before = rss()
+released = runtime.release_free_memory()
+print(json.dumps({"applied": applied, "released": released, "before": before, "after": rss()}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator only")
+def test_releasing_gives_back_the_pages_of_holes_inside_the_heap():
+    """What serve's releaser is for: with the tuning, freed blocks stay resident where they
+    were; released, their pages leave RSS (the blocks kept between them stay)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _HOLES_PROBE], capture_output=True, text=True, check=True
+    )
+    probe = json.loads(done.stdout.splitlines()[-1])
+    if not probe["applied"]:
+        pytest.skip(f"glibc's malloc is not the process's allocator here ({probe})")
+    assert probe["released"]
+    assert probe["before"] - probe["after"] > 80, probe  # of the 100 MiB of holes
+
+
+def test_off_glibc_nothing_is_released_and_no_thread_starts(monkeypatch):
+    monkeypatch.setattr(runtime.sys, "platform", "darwin")
+    assert runtime.release_free_memory() is False
+    releaser = runtime.MemoryReleaser(interval=0.01)
+    assert releaser.start() is False
+    releaser.stop()
+    assert releaser.releases == 0
+
+
+def test_the_releaser_releases_every_interval_until_stopped(monkeypatch):
+    calls = []
+    monkeypatch.setattr(runtime, "_glibc", lambda: object())
+    monkeypatch.setattr(runtime, "release_free_memory", lambda: calls.append(1) or True)
+    releaser = runtime.MemoryReleaser(interval=0.01)
+    assert releaser.start()
+    deadline = time.monotonic() + 5
+    while releaser.releases < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    releaser.stop()
+    stopped_at = releaser.releases
+    time.sleep(0.05)
+    assert stopped_at >= 3 and releaser.releases == stopped_at == len(calls)
+
+
+@pytest.mark.parametrize("interval", [0, -1.0, float("nan")])
+def test_the_interval_must_be_positive(interval):
+    with pytest.raises(ValueError, match="interval"):
+        runtime.MemoryReleaser(interval=interval)

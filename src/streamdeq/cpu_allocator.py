@@ -18,7 +18,11 @@ SMALL and from ~3,400 to ~2,500 ms on XL (alternating processes; peak resident s
 Over 600 frames alternating between two frame sizes the resident size stayed flat.
 
 The cost is that freed memory stays mapped (the resident size does not shrink after a peak),
-which is what a long-running stream wants anyway.
+which is what a long-running stream wants anyway. A long-running service with many threads
+needs one more thing: frees leave holes in the heap, and a large block that fits no hole takes
+new heap, so its resident size creeps in steps while the memory in use stays flat.
+:class:`MemoryReleaser` hands the pages of those holes back every minute
+(:func:`release_free_memory`); ``streamdeq serve`` runs one.
 
 This changes the whole process, so the library never does it on import: the ``streamdeq``
 command calls :func:`tune_cpu_allocator` at start, and programs embedding the library may call
@@ -30,12 +34,17 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
+import threading
 
 #: mallopt parameter numbers (glibc's malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _M_MMAP_MAX = -4
+
+#: Seconds between two hand-backs of free heap pages by a :class:`MemoryReleaser`.
+RELEASE_EVERY_S = 60.0
 
 #: glibc's largest allowed mmap threshold on 64-bit systems (DEFAULT_MMAP_THRESHOLD_MAX).
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
@@ -58,16 +67,79 @@ def cpu_allocator_tuned() -> bool:
     return bool(_applied)
 
 
-def _apply() -> bool:
-    if not sys.platform.startswith("linux"):
+def release_free_memory() -> bool:
+    """Hand the pages of free heap memory back to the kernel; True if it was done.
+
+    glibc's ``malloc_trim(0)`` releases every whole free page inside the heaps of all arenas,
+    not only their tops. Why: with the thresholds above freed memory stays resident, and in a
+    long-running process with many threads (a service decoding dozens of cameras) frees leave
+    holes that a later large block does not fit, so the heap grows in steps and RSS creeps
+    while the memory in use is flat. Released, the holes cost RSS nothing until they are used
+    again; each page used again costs one page fault, so this is for every minute or so, not
+    every frame. Does nothing off glibc or under another preloaded malloc."""
+    libc = _glibc()
+    if libc is None:
         return False
     try:
+        trim = libc.malloc_trim
+    except AttributeError:
+        return False
+    trim.argtypes, trim.restype = (ctypes.c_size_t,), ctypes.c_int
+    trim(0)
+    return True
+
+
+class MemoryReleaser:
+    """A daemon thread calling :func:`release_free_memory` every ``interval`` seconds, for a
+    process that runs for hours (``streamdeq serve``)."""
+
+    def __init__(self, interval: float = RELEASE_EVERY_S) -> None:
+        if not interval > 0:
+            raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
+        self.interval = interval
+        self.releases = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> bool:
+        """Start releasing; False (and no thread) where there is nothing to release with."""
+        if _glibc() is None:
+            return False
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="memory releaser", daemon=True)
+            self._thread.start()
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            if release_free_memory():
+                self.releases += 1
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """glibc, when it is the allocator this process uses; None elsewhere. Looked up once:
+    ``find_library`` runs ``ldconfig`` in a subprocess."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (e.g. musl has no mallopt)
+        libc.mallopt  # noqa: B018  (musl has no mallopt: not glibc)
+    except (OSError, AttributeError):
+        return None
+    return libc if _serves_this_process(libc) else None
+
+
+def _apply() -> bool:
+    libc = _glibc()
+    if libc is None:
         return False
-    if not _serves_this_process(libc):
-        return False
+    mallopt = libc.mallopt
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     ok_mmap = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1

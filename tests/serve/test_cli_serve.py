@@ -190,3 +190,28 @@ def test_only_the_settings_flags_given_override_the_configs_defaults(monkeypatch
     assert options.settings == {"shot_policy": "reset"}  # no --mode: the config's stands
     defaults = _startup_defaults(options, ServeConfig(defaults={"mode": "keyframe"}), 24)
     assert defaults["mode"] == "keyframe" and defaults["shot_policy"] == "reset"
+
+
+def test_the_server_hands_free_heap_pages_back_while_it_serves(monkeypatch, tmp_path):
+    """Hours of cameras: the memory releaser runs for as long as the server does."""
+    from streamdeq.app import serving
+
+    events = []
+
+    class Releaser:
+        def start(self):
+            events.append("releaser started")
+            return True
+
+        def stop(self):
+            events.append("releaser stopped")
+
+    class Server:
+        def run(self, sockets):
+            events.append("serving")
+
+    monkeypatch.setattr(serving, "MemoryReleaser", Releaser)
+    monkeypatch.setattr(serving, "_make_server", lambda config, stopper: Server())
+    options = serving.ServeOptions(port=0, device="cpu", state_file=tmp_path / "state.json")
+    serving.serve(options, end_by_signal=lambda signum: None)
+    assert events == ["releaser started", "serving", "releaser stopped"]

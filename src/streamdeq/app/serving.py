@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from ..cpu_allocator import MemoryReleaser
 from ..data.video import DEFAULT_FOLDER_FPS
 from ..errors import SettingsError, StreamDEQError
 from ..models.resolve import resolve_model
@@ -285,9 +286,12 @@ def _serve_on(
         flush=True,
     )
     previous = {s: signal.signal(s, stopper.record) for s in STOP_SIGNALS}
+    releaser = MemoryReleaser()  # hours of cameras: free heap pages go back every minute
+    releaser.start()
     try:
         server.run(sockets=[listener])
     finally:
+        releaser.stop()
         stopper.stop_now()
         for signum, handler in previous.items():
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
