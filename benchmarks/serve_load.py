@@ -9,7 +9,13 @@ Per configuration it reports: achieved frames/s per stream (mean, min), frames d
 stale (latest-only), p50/p99 of arrival-to-result latency, RSS at start and end, ticks and
 mean batch size, and the throughput of the same streams run one by one through StreamDEQ
 (round robin, one frame each in turn) on the same frames. On CUDA, the peak memory the
-streams add, per stream (``torch.cuda.max_memory_allocated``).
+streams add, per stream (``torch.cuda.max_memory_allocated``). With ``--memory-every S``, every
+S seconds: RSS split into anonymous and file-backed pages, glibc's heap (taken from the system,
+in use, free inside it) and the largest recent batch, to tell a leak (in use grows) from the
+allocator's high-water mark (taken grows, in use flat); ``--malloc-info DIR`` adds glibc's
+per-arena XML. The harness holds no per-result memory (latencies go into a fixed histogram),
+so what grows is the service's. Free heap pages are handed back every ``--release-every``
+seconds, as ``streamdeq serve`` does (0: never).
 
     python benchmarks/serve_load.py --streams 4,16 --fps 10 --duration 600
     python benchmarks/serve_load.py --device cuda --source file --streams 16,64 --fps 30 \
@@ -19,10 +25,13 @@ streams add, per stream (``torch.cuda.max_memory_allocated``).
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import io
 import json
 import os
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -34,6 +43,7 @@ import numpy as np
 import torch
 
 from streamdeq import StreamDEQ, tune_cpu_allocator
+from streamdeq.cpu_allocator import RELEASE_EVERY_S, MemoryReleaser
 from streamdeq.models.resolve import resolve_model
 from streamdeq.serve import Service, SourceOptions
 from streamdeq.stream import StreamSettings
@@ -111,12 +121,118 @@ class PacedServer:
         self.listener.close()
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def heap_mb() -> dict[str, float]:
+    """glibc's own account of its heap (all arenas): bytes taken from the system, in use by
+    the program, and free inside the heap. RSS growing with ``in_use`` flat is the heap's
+    high-water mark or fragmentation, not a leak. Empty off glibc or under another malloc."""
+    try:
+        mallinfo2 = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return {}
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    if info.arena == 0:  # another malloc (jemalloc, tcmalloc) preloaded: glibc's heap unused
+        return {}
+    mb = 2**20
+    return {
+        "heap": round(info.arena / mb, 1),
+        "in_use": round(info.uordblks / mb, 1),
+        "free": round(info.fordblks / mb, 1),
+        "mmapped": round(info.hblkhd / mb, 1),
+    }
+
+
+class LatencyHistogram:
+    """Latencies counted in 0.1 ms bins up to a minute, in memory allocated (and touched) once:
+    a list of every latency grew this process by ~0.17 MB a minute with 16 cameras, which
+    read as the service's own creep in a 25-minute RSS measurement."""
+
+    BIN_MS = 0.1
+    BINS = 600_000  # 60 s; later ones land in the last bin
+
+    def __init__(self) -> None:
+        self.counts = np.full(self.BINS, 0, np.int64)  # written now: resident from the start
+
+    def add(self, values_ms: list[float]) -> None:
+        if values_ms:
+            bins = np.minimum((np.asarray(values_ms) / self.BIN_MS).astype(np.int64), self.BINS - 1)
+            np.add.at(self.counts, bins, 1)
+
+    def percentile(self, q: float) -> float | None:
+        """The q-th percentile (nearest rank), to the bin's middle; None if nothing came."""
+        total = int(self.counts.sum())
+        if total == 0:
+            return None
+        rank = max(1, int(np.ceil(q / 100 * total)))
+        index = int(np.searchsorted(np.cumsum(self.counts), rank))
+        return round((index + 0.5) * self.BIN_MS, 1)
+
+
+def rss_parts_mb() -> dict[str, float]:
+    """The kernel's split of RSS: anonymous memory (heaps, Python's arenas, stacks) and pages
+    of mapped files (the code of torch, FFmpeg, ... as it is first run)."""
+    parts = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(("RssAnon:", "RssFile:")):
+                parts[line.split(":")[0][3:].lower()] = round(int(line.split()[1]) / 1024, 1)
+    return parts
+
+
 def rss_mb() -> float:
     with open("/proc/self/status") as status:
         for line in status:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def dump_malloc_info(path: Path) -> None:
+    """glibc's ``malloc_info`` XML (per arena: bytes taken, free chunks by size) into ``path``:
+    which thread's arena grows. Nothing off glibc."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        fopen, fclose, malloc_info = libc.fopen, libc.fclose, libc.malloc_info
+    except (OSError, AttributeError):
+        return
+    fopen.restype = ctypes.c_void_p
+    fopen.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
+    malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    fclose.argtypes = (ctypes.c_void_p,)
+    stream = fopen(str(path).encode(), b"w")
+    if stream:
+        malloc_info(0, stream)
+        fclose(stream)
+
+
+def _memory_sample(service: Service, seconds: float) -> dict:
+    """RSS, glibc's heap account and the largest batch of the recent ticks: a heap that grows
+    in steps when a tick batches more streams than ever before is a high-water mark."""
+    return {
+        "s": round(seconds),
+        "rss": round(rss_mb(), 1),
+        **rss_parts_mb(),
+        **heap_mb(),
+        "batch_max": service.summary()["batch_size"]["max"],
+    }
 
 
 def sequential_fps(model, device: str, n: int, iters: int, seconds: float) -> float:
@@ -177,6 +293,9 @@ def run_config(model, args, n: int, folder: Path) -> dict:
         stream_base=_base(model, args.input_size),
     )
     service.start()
+    releaser = MemoryReleaser(args.release_every) if args.release_every else None
+    if releaser is not None:
+        releaser.start()
     rss_start = rss_mb()
     for seed, source in enumerate(sources):
         service.add_stream(source, stream_id=f"cam{seed}", loop=True, persist=False)
@@ -184,21 +303,32 @@ def run_config(model, args, n: int, folder: Path) -> dict:
     time.sleep(args.warmup)
     before = {s["id"]: s for s in service.streams()}
     ticks_before = service.metrics()["ticks"]
-    latencies: list[float] = []
+    latencies = LatencyHistogram()
     rss_settled = rss_mb()  # every stream open and warm: what a leak would grow from
     rss_samples = [round(rss_settled, 1)]
-    start = next_sample = time.monotonic()
+    memory = [_memory_sample(service, 0.0)]
+    start = next_sample = next_memory = time.monotonic()
     while time.monotonic() - start < args.duration:
-        latencies += [r["latency_ms"] for r in subscription.get(0.5)]
-        if time.monotonic() >= next_sample + RSS_EVERY_S:
+        latencies.add([r["latency_ms"] for r in subscription.get(0.5)])
+        now = time.monotonic()
+        if now >= next_sample + RSS_EVERY_S:
             next_sample += RSS_EVERY_S
             rss_samples.append(round(rss_mb(), 1))
+        if args.memory_every and now >= next_memory + args.memory_every:
+            next_memory += args.memory_every
+            memory.append(_memory_sample(service, now - start))
+            if args.malloc_info is not None:
+                args.malloc_info.mkdir(parents=True, exist_ok=True)
+                dump_malloc_info(args.malloc_info / f"{n}-{memory[-1]['s']:05d}.xml")
+            print(json.dumps({"streams": n} | memory[-1]), file=sys.stderr, flush=True)
     elapsed = time.monotonic() - start
     after = {s["id"]: s for s in service.streams()}
     metrics = service.metrics()
     summary = service.summary()
     rss_end = rss_mb()
     service.stop()
+    if releaser is not None:
+        releaser.stop()
     for server in servers:
         server.close()
     per_stream = [(after[k]["frames"] - before[k]["frames"]) / elapsed for k in after]
@@ -211,8 +341,8 @@ def run_config(model, args, n: int, folder: Path) -> dict:
         "total_fps": round(float(np.sum(per_stream)), 1),
         "drops": drops,
         "drop_pct": round(100 * drops / max(1, drops + sum(per_stream) * elapsed), 1),
-        "latency_p50_ms": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
-        "latency_p99_ms": round(float(np.percentile(latencies, 99)), 1) if latencies else None,
+        "latency_p50_ms": latencies.percentile(50),
+        "latency_p99_ms": latencies.percentile(99),
         "ticks": metrics["ticks"] - ticks_before,
         "batch_mean": summary["batch_size"]["mean"],
         "tick_p50_ms": summary["tick_ms"]["p50"],
@@ -220,6 +350,8 @@ def run_config(model, args, n: int, folder: Path) -> dict:
         "rss_settled_mb": round(rss_settled, 1),
         "rss_end_mb": round(rss_end, 1),
         f"rss_every_{RSS_EVERY_S}s_mb": rss_samples,
+        "release_every_s": args.release_every,
+        "memory": memory if args.memory_every else memory[:1],
         "states": sorted({s["state"] for s in after.values()}),
         "seconds": round(elapsed, 1),
     }
@@ -253,6 +385,27 @@ def main() -> None:
         default=None,
         help="FFmpeg probesize of the live cameras (serve's --probesize; default FFmpeg's 5 MB, "
         "which each MPEG-TS camera fills as a buffer over its first minutes)",
+    )
+    parser.add_argument(
+        "--release-every",
+        type=float,
+        default=RELEASE_EVERY_S,
+        help="seconds between hand-backs of free heap pages, as `streamdeq serve` does (0: "
+        "never, as before it did)",
+    )
+    parser.add_argument(
+        "--memory-every",
+        type=float,
+        default=0.0,
+        help="also sample RSS, glibc's heap (taken / in use / free) and the recent largest "
+        "batch every this many seconds, printed as they come (0: only at the start)",
+    )
+    parser.add_argument(
+        "--malloc-info",
+        type=Path,
+        default=None,
+        help="with --memory-every: also write glibc's malloc_info XML (per arena) into this "
+        "folder at each sample",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
