@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
+import functools
 import io
 import json
 import os
@@ -144,7 +145,7 @@ def heap_mb() -> dict[str, float]:
     the program, and free inside the heap. RSS growing with ``in_use`` flat is the heap's
     high-water mark or fragmentation, not a leak. Empty off glibc or under another malloc."""
     try:
-        mallinfo2 = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
+        mallinfo2 = _libc().mallinfo2
     except (OSError, AttributeError):
         return {}
     mallinfo2.restype = _MallInfo2
@@ -187,13 +188,15 @@ class LatencyHistogram:
 
 
 def rss_parts_mb() -> dict[str, float]:
-    """The kernel's split of RSS: anonymous memory (heaps, Python's arenas, stacks) and pages
-    of mapped files (the code of torch, FFmpeg, ... as it is first run)."""
+    """RSS and the kernel's split of it: anonymous memory (heaps, Python's arenas, stacks) and
+    pages of mapped files (the code of torch, FFmpeg, ... as it is first run)."""
+    names = {"VmRSS": "rss", "RssAnon": "anon", "RssFile": "file"}
     parts = {}
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith(("RssAnon:", "RssFile:")):
-                parts[line.split(":")[0][3:].lower()] = round(int(line.split()[1]) / 1024, 1)
+            key = line.split(":")[0]
+            if key in names:
+                parts[names[key]] = round(int(line.split()[1]) / 1024, 1)
     return parts
 
 
@@ -205,11 +208,17 @@ def rss_mb() -> float:
     return float("nan")
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """The C library, looked up once (``find_library`` runs ``ldconfig`` in a subprocess)."""
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
 def dump_malloc_info(path: Path) -> None:
     """glibc's ``malloc_info`` XML (per arena: bytes taken, free chunks by size) into ``path``:
     which thread's arena grows. Nothing off glibc."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = _libc()
         fopen, fclose, malloc_info = libc.fopen, libc.fclose, libc.malloc_info
     except (OSError, AttributeError):
         return
@@ -224,11 +233,10 @@ def dump_malloc_info(path: Path) -> None:
 
 
 def _memory_sample(service: Service, seconds: float) -> dict:
-    """RSS, glibc's heap account and the largest batch of the recent ticks: a heap that grows
-    in steps when a tick batches more streams than ever before is a high-water mark."""
+    """RSS, glibc's heap account and the largest batch of the recent ticks: heap taken that
+    grows while the memory in use stays flat is holes left by frees, not a leak."""
     return {
         "s": round(seconds),
-        "rss": round(rss_mb(), 1),
         **rss_parts_mb(),
         **heap_mb(),
         "batch_max": service.summary()["batch_size"]["max"],

@@ -144,14 +144,26 @@ def load_state(path: Path, skipped: list[str] | None = None) -> list[StreamSpec]
     source, an unknown key, a wrong type) raises too, unless ``skipped`` is given: then it is
     left out with a line in ``skipped``, so that one bad entry (a hand edit, say) does not keep
     the service's other streams from coming back."""
+    content = read_state(path)
+    return [] if content is None else parse_state(content, path, skipped)
+
+
+def read_state(path: Path) -> bytes | None:
+    """A state file's bytes (None when there is none yet); one that cannot be read raises."""
     try:
-        data = json.loads(Path(path).read_text())
+        return Path(path).read_bytes()
     except FileNotFoundError:
-        return []
-    except (OSError, ValueError) as error:
-        raise SettingsError(
-            f"state file {path}: cannot read it ({_first_line(error)}); fix or remove it"
-        ) from None
+        return None
+    except OSError as error:
+        raise _unreadable(path, error) from None
+
+
+def parse_state(content: bytes, path: Path, skipped: list[str] | None = None) -> list[StreamSpec]:
+    """The streams in ``content``, the bytes of the state file ``path`` (see :func:`load_state`)."""
+    try:
+        data = json.loads(content)
+    except ValueError as error:
+        raise _unreadable(path, error) from None
     if not isinstance(data, Mapping) or not isinstance(data.get("streams"), list):
         raise SettingsError(f"state file {path}: not a streamdeq state file; fix or remove it")
     specs = []
@@ -163,6 +175,12 @@ def load_state(path: Path, skipped: list[str] | None = None) -> list[StreamSpec]
                 raise
             skipped.append(f"{error}; skipped")
     return specs
+
+
+def _unreadable(path: Path, error: Exception) -> SettingsError:
+    return SettingsError(
+        f"state file {path}: cannot read it ({_first_line(error)}); fix or remove it"
+    )
 
 
 def save_state(path: Path, streams: list[StreamSpec]) -> None:

@@ -38,7 +38,7 @@ from ..stream import StreamSettings
 from ..stream.frames import PreprocessSettings
 from ..tasks import model_task_name, renderer_for
 from ..validation import check_int
-from .config import StreamSpec, back_up_state, load_state, save_state
+from .config import StreamSpec, back_up_state, parse_state, read_state, save_state
 from .errors import ConflictError, LimitError, NotFoundError, ServiceError, quoted
 from .lanes import Lane, LaneBatch, ServedStream, TickResult
 from .settings import (
@@ -141,8 +141,8 @@ class Service:
             if self._status != "starting":
                 raise ServiceError(f"the service is {self._status}; start it once")
             before = len(self.notices)
-            original = self._read_state_file()  # kept if a stream of it is skipped
-            saved = [] if self.state_file is None else load_state(self.state_file, self.notices)
+            original = None if self.state_file is None else read_state(self.state_file)
+            saved = [] if original is None else parse_state(original, self.state_file, self.notices)
             for spec in saved:
                 try:
                     self.add_spec(spec, persist=True)
@@ -547,14 +547,6 @@ class Service:
         while candidate in self._streams:
             candidate, n = f"{stem}-{n}", n + 1
         return candidate
-
-    def _read_state_file(self) -> bytes | None:
-        if self.state_file is None:
-            return None
-        try:
-            return self.state_file.read_bytes()
-        except OSError:
-            return None
 
     def _save_state(self) -> None:
         if self.state_file is None:

@@ -68,9 +68,9 @@ class SourceOptions:
             stream it cannot seek: that buffer fills as the stream arrives, so each live
             MPEG-TS camera adds up to this many bytes of resident memory over its first
             minutes (then FFmpeg frees it; the allocator tuning of ``streamdeq serve`` keeps
-            the freed block for reuse, so the memory levels off rather than falls). Lower it (e.g. 1,000,000) to bound memory with
-            many cameras; too low and a high-bitrate stream with long keyframe intervals opens
-            without its frame size.
+            the freed block for reuse, so the memory levels off rather than falls). Lower it
+            (e.g. 1,000,000) to bound memory with many cameras; too low and a high-bitrate
+            stream with long keyframe intervals opens without its frame size.
     """
 
     folder_fps: float = DEFAULT_FOLDER_FPS
