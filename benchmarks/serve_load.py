@@ -200,6 +200,25 @@ def rss_parts_mb() -> dict[str, float]:
     return parts
 
 
+def children_rss_mb() -> float:
+    """RSS of this process's children (the decoder processes), MB."""
+    total = 0.0
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        for pid in children:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue  # ended meanwhile
+            for line in status.splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+    return total
+
+
 def rss_mb() -> float:
     with open("/proc/self/status") as status:
         for line in status:
@@ -299,6 +318,7 @@ def run_config(model, args, n: int, folder: Path) -> dict:
         defaults={"iters": args.iters},
         source_options=SourceOptions(timeout=5.0, probesize=args.probesize),
         stream_base=_base(model, args.input_size),
+        decoder_processes=args.decoders,
     )
     service.start()
     releaser = MemoryReleaser(args.release_every) if args.release_every else None
@@ -334,6 +354,7 @@ def run_config(model, args, n: int, folder: Path) -> dict:
     metrics = service.metrics()
     summary = service.summary()
     rss_end = rss_mb()
+    decoders_rss_end = children_rss_mb()
     service.stop()
     if releaser is not None:
         releaser.stop()
@@ -357,6 +378,8 @@ def run_config(model, args, n: int, folder: Path) -> dict:
         "rss_start_mb": round(rss_start, 1),
         "rss_settled_mb": round(rss_settled, 1),
         "rss_end_mb": round(rss_end, 1),
+        "decoders": service.decoder_processes,
+        "rss_decoders_end_mb": round(decoders_rss_end, 1),
         f"rss_every_{RSS_EVERY_S}s_mb": rss_samples,
         "release_every_s": args.release_every,
         "memory": memory if args.memory_every else memory[:1],
@@ -416,6 +439,13 @@ def main() -> None:
         "folder at each sample",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--decoders",
+        type=int,
+        default=None,
+        help="decoder processes of the service at most (0: the sources are read on threads; "
+        "default: the service's)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
     args = parser.parse_args()
     tune_cpu_allocator()  # as `streamdeq serve` does: the same process settings as the service

@@ -102,6 +102,7 @@ class FakeService:
         self.subscriptions: set[FakeSubscription] = set()
         self.status = "ok"
         self.ticks = 0
+        self.decoder_restarts = 0
         self.added: list[dict] = []  # what add_stream was called with, for the tests to read
         self.script: list[list[dict]] | None = None  # what new subscriptions will yield
 
@@ -247,6 +248,7 @@ class FakeService:
                 for stream_id, info in self.infos.items()
             },
             "ticks": self.ticks,
+            "decoder_restarts": self.decoder_restarts,
             "recent_tick_ms": [10.0] * min(self.ticks, 100),
             "recent_batch_sizes": [1] * min(self.ticks, 100),
         }

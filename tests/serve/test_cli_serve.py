@@ -26,6 +26,7 @@ from .service_helpers import PATIENCE_S, clip_file, wait_for
 
 OPTIONS = ("--config", "--host", "--port", "--max-streams", "--token", "--media-root")
 OPTIONS += ("--allow-scheme", "--allow-hosts", "--state-file", "--loop", "--iters", "--device")
+OPTIONS += ("--decoders",)
 
 
 def test_help_documents_the_options():
@@ -190,6 +191,23 @@ def test_only_the_settings_flags_given_override_the_configs_defaults(monkeypatch
     assert options.settings == {"shot_policy": "reset"}  # no --mode: the config's stands
     defaults = _startup_defaults(options, ServeConfig(defaults={"mode": "keyframe"}), 24)
     assert defaults["mode"] == "keyframe" and defaults["shot_policy"] == "reset"
+
+
+def test_decoders_reach_the_service_and_zero_means_threads(monkeypatch):
+    from streamdeq.app.serving import ServeConfig, ServeOptions, build_service
+    from streamdeq.serve.decoders import auto_processes
+
+    monkeypatch.setattr(sys, "argv", ["streamdeq", "serve", "--decoders", "-1"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    model = "mdeq-seg-tiny-synthetic"
+    threads = build_service(ServeOptions(model=model, decoders=0), ServeConfig())
+    assert threads.decoder_processes == 0 and threads._decoders is None
+    three = build_service(ServeOptions(model=model, decoders=3), ServeConfig())
+    assert three.decoder_processes == 3 and three._decoders.processes == 3
+    auto = build_service(ServeOptions(model=model), ServeConfig())
+    assert auto.decoder_processes == auto_processes() >= 1
 
 
 def test_the_server_hands_free_heap_pages_back_while_it_serves(monkeypatch, tmp_path):

@@ -32,6 +32,7 @@ def test_per_stream_counters_come_from_the_service(service):
     for _ in range(3):
         service.push_result("a")
     service.infos["b"].update(drops=4, resets=1, reconnects=2)
+    service.decoder_restarts = 1
     values = samples(metrics.render().decode())
     assert values[("streamdeq_stream_frames_total", (("stream", "a"),))] == 3
     assert values[("streamdeq_stream_frames_total", (("stream", "b"),))] == 0
@@ -40,6 +41,7 @@ def test_per_stream_counters_come_from_the_service(service):
     assert values[("streamdeq_stream_reconnects_total", (("stream", "b"),))] == 2
     assert values[("streamdeq_stream_lag_frames", (("stream", "a"),))] == 0
     assert values[("streamdeq_engine_ticks_total", ())] == 3
+    assert values[("streamdeq_decoder_restarts_total", ())] == 1
     assert values[("streamdeq_streams", ())] == 2
 
 

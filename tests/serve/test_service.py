@@ -17,6 +17,7 @@ from streamdeq.serve import (
     SubscriptionClosed,
 )
 from streamdeq.serve.lanes import Lane
+from streamdeq.serve.sources import SourceReader
 
 from ..data.clips import gradient_frame
 from ..data.live import live_server, live_stream, mpegts_bytes
@@ -52,6 +53,19 @@ def test_results_arrive_for_a_file_a_folder_and_a_live_stream(service, tmp_path)
     assert service.stream("file")["size"] == [48, 64]
     jpeg = service.latest_overlay("file")
     assert jpeg is not None and jpeg[:2] == b"\xff\xd8"
+
+
+def test_sources_read_on_threads_give_the_same_results(served_model, tmp_path):
+    """``decoder_processes=0``: no process, no shared memory (a container short of it)."""
+    service = make_service(served_model, tmp_path, decoder_processes=0)
+    service.start()
+    try:
+        service.add_stream(str(clip_file(tmp_path)), stream_id="file", loop=True)
+        result = wait_for(lambda: service.latest_result("file"), "a result")
+        assert result["iters"] == 4 and service.stream("file")["size"] == [48, 64]
+        assert isinstance(service._get("file").reader, SourceReader)
+    finally:
+        service.stop()
 
 
 def test_a_slow_engine_drops_stale_frames_and_counts_them(service, tmp_path, monkeypatch):

@@ -701,14 +701,24 @@ def serve_command(
     threads: Annotated[
         int | None, typer.Option(min=1, help="CPU threads for torch (default: torch's)")
     ] = None,
+    decoders: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="processes that decode the sources, one per 16 sources up to this many "
+            "(0: threads of the serving process, no shared memory) [default: a quarter of "
+            "the CPU cores, 1 to 8]",
+        ),
+    ] = None,
     stop_timeout: Annotated[
         float, typer.Option(help="seconds a stop signal waits for the ticks in progress")
     ] = 5.0,
 ) -> None:
     """Watch many cameras with one batched engine, behind an HTTP API and a page.
 
-    Each source is read on its own thread and only its latest frame is processed (stale frames
-    are dropped and counted); stream URLs reconnect with backoff. Streams added through the API
+    Each source is read on its own thread, in a few decoder processes (--decoders), and only
+    its latest frame is processed (stale frames are dropped and counted); stream URLs reconnect
+    with backoff. Streams added through the API
     are kept in the state file and come back after a restart; SOURCE and --config streams are
     not copied there. Settings flags (--iters, --mode, ...) are the default of every stream,
     over --config's defaults.
@@ -749,6 +759,7 @@ def serve_command(
         probesize=probesize,
         jpeg_quality=jpeg_quality,
         threads=threads,
+        decoders=decoders,
         stop_timeout=stop_timeout,
     )
     serve(options, end_by_signal)

@@ -65,6 +65,7 @@ class ServeOptions:
     probesize: int | None = None
     jpeg_quality: int = 80
     threads: int | None = None
+    decoders: int | None = None
     stop_timeout: float = 5.0
 
     def __post_init__(self) -> None:
@@ -193,6 +194,7 @@ def build_service(options: ServeOptions, config: ServeConfig) -> Service:
             folder_fps=options.folder_fps, timeout=options.timeout, probesize=options.probesize
         ),
         model_name=loaded.description,
+        decoder_processes=options.decoders,
     )
 
 

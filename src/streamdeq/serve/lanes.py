@@ -20,11 +20,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..stream import StepResult, StreamBatch, StreamSettings
 from .settings import compare_settings, needs_reset, stream_settings
 from .sources import Arrival, SourceReader
+
+if TYPE_CHECKING:
+    from .decoders import ProcessSourceReader
 
 #: The key of a stream's compare solve in its lane's batch: (stream id, COMPARE).
 COMPARE = "compare"
@@ -44,7 +47,7 @@ class ServedStream:
     source: str
     kind: str
     loop: bool
-    reader: SourceReader
+    reader: SourceReader | ProcessSourceReader
     config: tuple[int, dict[str, Any]]
     lane: str = "main"
     persist: bool = False

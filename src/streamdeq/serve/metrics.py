@@ -75,6 +75,11 @@ class _ServiceCollector(Collector):
         yield CounterMetricFamily(
             "streamdeq_engine_ticks", "Batched engine steps", value=float(snapshot.get("ticks", 0))
         )
+        yield CounterMetricFamily(
+            "streamdeq_decoder_restarts",
+            "Decoder processes started again after they died",
+            value=float(snapshot.get("decoder_restarts", 0)),
+        )
         health = self.service.health()
         yield GaugeMetricFamily(
             "streamdeq_streams", "Streams", value=float(health.get("streams", 0))

@@ -39,6 +39,7 @@ from ..stream.frames import PreprocessSettings
 from ..tasks import model_task_name, renderer_for
 from ..validation import check_int
 from .config import StreamSpec, back_up_state, parse_state, read_state, save_state
+from .decoders import DecoderPool, auto_processes
 from .errors import ConflictError, LimitError, NotFoundError, ServiceError, quoted
 from .lanes import Lane, LaneBatch, ServedStream, TickResult
 from .settings import (
@@ -81,6 +82,11 @@ class Service:
         stream_base: the engine settings every stream starts from (solver, preprocessing);
             None: frames resized to the input size the model's weights declare, if any.
         model_name: shown in the page and the health check.
+        decoder_processes: decode the sources in up to this many processes (:mod:`.decoders`;
+            None: one per 16 sources, at most a quarter of the CPU cores); 0: on threads of
+            this process. Processes keep dozens of cameras at 30 frames/s from
+            slowing the engine down (their reader threads would hold Python's lock at every
+            frame) and let decoding use cores of its own; threads cost no extra memory.
     """
 
     def __init__(
@@ -95,8 +101,13 @@ class Service:
         source_options: SourceOptions | None = None,
         stream_base: StreamSettings | None = None,
         model_name: str | None = None,
+        decoder_processes: int | None = None,
     ) -> None:
         check_int("max_streams", max_streams)
+        check_int("decoder_processes", decoder_processes, minimum=0, optional=True)
+        if decoder_processes is None:
+            decoder_processes = auto_processes()
+        self.decoder_processes = decoder_processes
         check_int("jpeg_quality", jpeg_quality)
         if jpeg_quality > 95:
             raise SettingsError(f"jpeg_quality must be 1..95, got {jpeg_quality}")
@@ -113,6 +124,9 @@ class Service:
         self.defaults = merge_settings(DEFAULT_SETTINGS, defaults or {}, max_iters=self.max_iters)
         self.notices: list[str] = []  # what start() skipped, for the command line to show
         self._summarize = summarizer_for(self.task, model)
+        self._decoders = (
+            DecoderPool(decoder_processes, on_frame=self._wake_lanes) if decoder_processes else None
+        )
         self._streams: dict[str, ServedStream] = {}
         self._overlays: dict[str, dict[str, OverlayCache]] = {}
         self._subscribers: set[Subscription] = set()
@@ -174,6 +188,8 @@ class Service:
             stream.reader.stop()
         for stream in streams:  # a read in progress ends within the source timeout
             stream.reader.join(max(0.0, min(1.0, deadline - time.monotonic())))
+        if self._decoders is not None:
+            self._decoders.close(max(0.5, deadline - time.monotonic()))
         for subscription in subscribers:
             subscription.close()
 
@@ -214,9 +230,12 @@ class Service:
                 raise ConflictError(f"a stream with id {stream_id!r} already exists")
             if len(self._streams) >= self.max_streams:
                 raise LimitError(f"at most {self.max_streams} streams; remove one first")
-            reader = SourceReader(
-                source, loop=loop, options=self.source_options, on_frame=self._wake_lanes
-            )
+            if self._decoders is not None:
+                reader = self._decoders.reader(source, loop=loop, options=self.source_options)
+            else:
+                reader = SourceReader(
+                    source, loop=loop, options=self.source_options, on_frame=self._wake_lanes
+                )
             stream = ServedStream(
                 id=stream_id,
                 source=source,
@@ -346,7 +365,8 @@ class Service:
 
     def metrics(self) -> dict:
         """Counters for Prometheus: per stream, and the recent ticks of both lanes (plus, per
-        lane, its tick count and the seconds it spent stepping)."""
+        lane, its tick count and the seconds it spent stepping), and the decoder processes
+        restarted."""
         with self._lock:
             streams = list(self._streams.values())
         return {
@@ -361,6 +381,7 @@ class Service:
                 for s in streams
             },
             "ticks": sum(lane.ticks for lane in self._lanes.values()),
+            "decoder_restarts": self._decoders.restarts if self._decoders is not None else 0,
             "recent_tick_ms": [v for lane in self._lanes.values() for v in list(lane.tick_ms)],
             "recent_batch_sizes": [
                 v for lane in self._lanes.values() for v in list(lane.batch_sizes)

@@ -21,9 +21,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..data import VideoFrame, open_video
 from ..data.errors import VideoError
-from ..data.video import DEFAULT_FOLDER_FPS, RECONNECT_FIRST_WAIT, RECONNECT_MAX_WAIT
+from ..data.video import (
+    DEFAULT_FOLDER_FPS,
+    RECONNECT_FIRST_WAIT,
+    RECONNECT_MAX_WAIT,
+    VideoFrame,
+    open_video,
+)
 from ..data.video import display_source as video_display_source
 from ..errors import SettingsError
 from ..validation import check_int, check_real
