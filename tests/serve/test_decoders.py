@@ -107,6 +107,20 @@ def test_a_killed_decoder_process_is_replaced_and_its_sources_go_on(pool, tmp_pa
     wait_for(lambda: reader.state == "live", "the source live again")
 
 
+def test_a_source_that_had_ended_is_not_played_again_by_the_new_process(pool, tmp_path):
+    done = pool.reader(str(clip_file(tmp_path, frames=3)), loop=False, options=FAST)
+    playing = pool.reader(str(clip_file(tmp_path, name="b.mp4")), loop=True, options=FAST)
+    done.start()
+    playing.start()
+    wait_for(lambda: done.state == "ended" and playing.state == "live", "one ended, one live")
+    (decoder,) = pool._decoders
+    os.kill(decoder.process.pid, signal.SIGKILL)
+    wait_for(lambda: pool.restarts == 1 and playing.state == "live", "the new process")
+    time.sleep(0.3)  # statuses of the decoder process come every 0.1 s
+    assert done.state == "ended" and done.reconnects == 0
+    assert list(pool._decoders[0].readers) == [playing.id]
+
+
 def test_one_process_per_so_many_sources_up_to_the_limit(pool, tmp_path, monkeypatch):
     monkeypatch.setattr(decoders, "SOURCES_PER_PROCESS", 2)
     clip = str(clip_file(tmp_path))

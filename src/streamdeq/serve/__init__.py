@@ -1,8 +1,9 @@
 """``streamdeq serve``: many cameras watched by one batched engine, with an HTTP API and a page.
 
-The core (:class:`Service`) reads each source on its own thread, ticks the streams with a new
-frame in batched solves, and lets an operator change each stream's scheme while it runs; the
-HTTP layer (``streamdeq.serve.http``) puts an API, metrics and a page in front of it.
+The core (:class:`Service`) reads each source on its own thread (in decoder processes by
+default), ticks the streams with a new frame in batched solves, and lets an operator change
+each stream's scheme while it runs; the HTTP layer (``streamdeq.serve.http``) puts an API,
+metrics and a page in front of it.
 """
 
 from __future__ import annotations

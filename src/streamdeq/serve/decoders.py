@@ -285,12 +285,16 @@ class DecoderPool:
 
     def _lost(self, decoder: _Decoder) -> None:
         """A decoder process died: its sources wait for a new one (after a backoff when it
-        died young)."""
+        died young); those that had ended or failed stay so (a file is not played again)."""
         with self._lock:
             if self._closing or decoder not in self._decoders:
                 return
             self._decoders.remove(decoder)
-            readers = dict(decoder.readers)
+            readers = {
+                source_id: reader
+                for source_id, reader in decoder.readers.items()
+                if reader.state not in ("ended", "failed")
+            }
             if time.monotonic() - decoder.started >= HEALTHY_S:
                 due, backoff = time.monotonic(), FIRST_BACKOFF_S
             else:

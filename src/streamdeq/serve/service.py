@@ -8,8 +8,9 @@
 >>> service.latest_result("gate"), service.latest_overlay("gate", "compare")
 >>> service.stop()
 
-Each source is read on its own thread (:mod:`.sources`), which hands over only its newest
-frame; two engine lanes (:mod:`.lanes`) tick over the streams with a new frame, the fast
+Each source is read on its own thread (:mod:`.sources`), in a few decoder processes
+(:mod:`.decoders`, through shared memory) unless ``decoder_processes=0``, and hands over only
+its newest frame; two engine lanes (:mod:`.lanes`) tick over the streams with a new frame, the fast
 schemes in "main", the slow ones (a fully solved baseline, a compare against it, a tolerance)
 in "slow". Results are summarised at once (:mod:`.summary`), drawn only when asked for, and
 pushed to subscribers latest-only (:mod:`.subscriptions`). A stream whose source fails,
