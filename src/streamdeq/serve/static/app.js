@@ -129,10 +129,30 @@ function bindControls(tile) {
       return;
     }
     clearTimeout(tile.removeArmed);
+    stopOverlays(tile); // no overlay request may reach the server after the stream is gone
     api("DELETE", `/api/streams/${encodeURIComponent(tile.id)}`)
       .then(() => dropTile(tile.id))
-      .catch((error) => showTileError(tile, error.message));
+      .catch((error) => {
+        tile.removing = false;
+        showTileError(tile, error.message);
+      });
   });
+}
+
+function stopOverlays(tile) {
+  // changing an <img>'s src aborts its request in flight: with the refreshes stopped before
+  // the DELETE is sent, none can come back as a 404 for the removed stream
+  tile.removing = true;
+  for (const gate of [tile.overlay, tile.compareOverlay]) {
+    clearTimeout(gate.timer);
+    gate.timer = null;
+    gate.pending = false;
+    gate.busy = false; // the aborted load calls no handler: the gate must not stay shut
+  }
+  for (const img of tile.node.querySelectorAll("img.overlay, img.overlay-compare")) {
+    img.onload = img.onerror = null;
+    if (img.hasAttribute("src")) img.removeAttribute("src");
+  }
 }
 
 function dropTile(id) {
@@ -233,6 +253,7 @@ function onResult(result) {
 // One request in flight per image, and at most one every MIN_OVERLAY_MS: a fast stream never
 // queues pictures the browser cannot show.
 function refreshOverlay(tile, lane, img, gate) {
+  if (tile.removing) return;
   if (gate.busy || gate.timer) {
     gate.pending = true;
     return;
