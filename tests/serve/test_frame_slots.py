@@ -156,7 +156,7 @@ def test_no_room_in_shared_memory_is_a_clear_error_and_leaves_nothing(monkeypatc
     with pytest.raises(SharedMemoryFull) as raised:
         FrameSlot.create(1080, 1920, threading.Lock())
     message = str(raised.value)
-    assert "1920x1080" in message and "--shm-size" in message and "--decoders 0" in message
+    assert "1080x1920" in message and "--shm-size" in message and "--decoders 0" in message
     assert "\n" not in message
     if Path("/dev/shm").is_dir():
         assert set(os.listdir("/dev/shm")) <= before, "the block was removed"

@@ -109,12 +109,12 @@ class _Source:
 
 
 class _Worker:
-    def __init__(self, connection: Connection, notify_fd: int, lock_path: str) -> None:
+    def __init__(self, connection: Connection, notify_fd: int, lock_fd: int) -> None:
         self.connection = connection
         self.notify_fd = notify_fd
         os.set_blocking(notify_fd, False)
-        self.lock_fd = os.open(lock_path, os.O_RDWR)  # open once: closing any fd of the file
-        self.sources: dict[str, _Source] = {}  # would drop this process's locks on it
+        self.lock_fd = lock_fd  # never closed: closing any fd of it drops this process's locks
+        self.sources: dict[str, _Source] = {}
         self._send_lock = threading.Lock()
 
     def send(self, message: tuple) -> None:
@@ -182,6 +182,8 @@ class _Worker:
     def send_status(self) -> None:
         changed = {}
         for entry in self.sources.values():
+            if entry.reader.state in ("ended", "failed") and entry.slot is not None:
+                entry.close()  # its last frame is in the slot; the serving process frees it
             status = entry.status()
             if status != entry.sent:
                 entry.sent = changed[entry.id] = status
@@ -197,9 +199,9 @@ class _Worker:
             entry.reader.join(max(0.0, deadline - time.monotonic()))
 
 
-def main(connection_fd: int, notify_fd: int, lock_path: str) -> None:
+def main(connection_fd: int, notify_fd: int, lock_fd: int) -> None:
     """The decoder process's body: serve commands until told to quit or the parent goes."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the serving process's to handle
-    _Worker(Connection(connection_fd), notify_fd, lock_path).run()
+    _Worker(Connection(connection_fd), notify_fd, lock_fd).run()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -33,18 +34,17 @@ from pathlib import Path
 from ..data import VideoFrame
 from ..validation import check_int
 from .frame_slots import FrameSlot, RangeLock, SharedMemoryFull
-from .sources import Arrival, SourceOptions, source_kind
+from .sources import Arrival, ReaderState, SourceOptions
 
-# Runs in the new process: the parent's import path, and the package's modules without their
-# package __init__ files (which import torch: seconds and ~200 MB a process for nothing).
-_BOOTSTRAP = """
-import json, os, sys, types
-args = json.loads(sys.argv[1])
+# Runs in the new process (its arguments in the environment, so that ``ps`` shows a short
+# command ending in "streamdeq-decoder"): the parent's import path, and the package's modules
+# without their package __init__ files (which import torch: seconds and ~200 MB a process).
+_BOOTSTRAP = """import json, os, sys, types
+args = json.loads(os.environ.pop("STREAMDEQ_DECODER"))
 sys.path[:] = args["path"]
 for name, folder in (("streamdeq", ""), ("streamdeq.data", "data"), ("streamdeq.serve", "serve")):
-    package = types.ModuleType(name)
-    package.__path__ = [os.path.join(args["package"], folder)]
-    sys.modules[name] = package
+    sys.modules[name] = types.ModuleType(name)
+    sys.modules[name].__path__ = [os.path.join(args["package"], folder)]
 from streamdeq.serve.decoder_process import main
 main(args["connection"], args["notify"], args["locks"])
 """
@@ -58,6 +58,8 @@ HEALTHY_S = 10.0
 SOURCES_PER_PROCESS = 16
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
+FINISHED = ("ended", "failed")  # states a source does not leave
+log = logging.getLogger(__name__)
 
 
 class _Decoder:
@@ -72,12 +74,13 @@ class _Decoder:
             "package": str(_PACKAGE),
             "connection": child.fileno(),
             "notify": notify_write,
-            "locks": pool.lock_path,
+            "locks": pool.lock_fd,
         }
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", _BOOTSTRAP, json.dumps(args)],
-                pass_fds=(child.fileno(), notify_write),
+                [sys.executable, "-c", _BOOTSTRAP, "streamdeq-decoder"],
+                env=os.environ | {"STREAMDEQ_DECODER": json.dumps(args)},
+                pass_fds=(child.fileno(), notify_write, pool.lock_fd),
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C reaches the serving process only
             )
@@ -106,6 +109,11 @@ class _Decoder:
         os.close(self.notify)
 
 
+def _reading(decoder: _Decoder) -> int:
+    """Sources a decoder process is still reading (one that ended or failed costs nothing)."""
+    return sum(reader.state not in FINISHED for reader in decoder.readers.values())
+
+
 def auto_processes() -> int:
     """Decoder processes at most by default: a quarter of the CPU cores (1 to 8), the rest
     left to the engine (torch's threads, the web server)."""
@@ -131,8 +139,10 @@ class DecoderPool:
         self.restarts = 0  # decoder processes started again after they died
         self.error: str | None = None  # the last unexpected failure of the pool's thread
         self._on_frame = on_frame
-        self.lock_path = ""  # the file the slots' locks are on, made with the first process
-        self._lock_fd = -1  # kept open to the end: closing any fd of it drops our locks
+        # the file the slots' locks are on (made with the first process, its name removed at
+        # once: the processes share it by descriptor, so a killed server leaves nothing), kept
+        # open to the end: closing any descriptor of it drops this process's locks
+        self.lock_fd = -1
         self._lock_offsets = itertools.count()
         self._decoders: list[_Decoder] = []
         # (when, the sources of a dead decoder process, the backoff of the next one)
@@ -176,8 +186,7 @@ class DecoderPool:
         if started:
             os.close(self._wakeup_read)
             os.close(self._wakeup_write)
-            os.close(self._lock_fd)
-            Path(self.lock_path).unlink(missing_ok=True)
+            os.close(self.lock_fd)
 
     # ------------------------------------------------------------------ readers (any thread)
 
@@ -186,13 +195,14 @@ class DecoderPool:
             if self._closing:
                 return
             if self._thread.ident is None:  # the first source: files, pipes and the thread
-                self._lock_fd, self.lock_path = tempfile.mkstemp(prefix="streamdeq-slots-")
+                self.lock_fd, path = tempfile.mkstemp(prefix="streamdeq-slots-")
+                os.unlink(path)
                 self._wakeup_read, self._wakeup_write = os.pipe()
                 self._thread.start()
-            decoder = min(self._decoders, key=lambda d: len(d.readers), default=None)
+            decoder = min(self._decoders, key=_reading, default=None)
             running = len(self._decoders) + len(self._restart_due)
             if decoder is None or (
-                len(decoder.readers) >= SOURCES_PER_PROCESS and running < self.processes
+                _reading(decoder) >= SOURCES_PER_PROCESS and running < self.processes
             ):
                 decoder = _Decoder(self)
                 self._decoders.append(decoder)
@@ -273,7 +283,7 @@ class DecoderPool:
             return
         offset = next(self._lock_offsets)
         try:
-            slot = FrameSlot.create(height, width, RangeLock(self._lock_fd, offset))
+            slot = FrameSlot.create(height, width, RangeLock(self.lock_fd, offset))
         except SharedMemoryFull as error:  # this source cannot be served this way: say so
             with self._lock:
                 decoder.readers.pop(source_id, None)
@@ -293,7 +303,7 @@ class DecoderPool:
             readers = {
                 source_id: reader
                 for source_id, reader in decoder.readers.items()
-                if reader.state not in ("ended", "failed")
+                if reader.state not in FINISHED
             }
             if time.monotonic() - decoder.started >= HEALTHY_S:
                 due, backoff = time.monotonic(), FIRST_BACKOFF_S
@@ -307,6 +317,14 @@ class DecoderPool:
             decoder.process.kill()
             code = decoder.process.wait()
         decoder.close()
+        wait_s = max(0.0, due - time.monotonic())
+        log.warning(
+            "streamdeq serve: a decoder process ended (exit status %s); %d source(s) reopen in a "
+            "new one%s",
+            code,
+            len(readers),
+            f" in {wait_s:.1f} s" if wait_s >= 0.1 else "",
+        )
         for reader in readers.values():
             reader._lost_decoder(f"its decoder process ended (exit status {code}); restarting it")
 
@@ -329,7 +347,7 @@ class DecoderPool:
                 decoder.send(("add", reader.id, reader.source, reader.loop, asdict(reader.options)))
 
 
-class ProcessSourceReader:
+class ProcessSourceReader(ReaderState):
     """A source decoded in a :class:`DecoderPool` process; the interface of
     :class:`~streamdeq.serve.sources.SourceReader` (states, counters, :meth:`take`).
 
@@ -339,15 +357,8 @@ class ProcessSourceReader:
     def __init__(
         self, pool: DecoderPool, source_id: str, source: str, *, loop: bool, options: SourceOptions
     ) -> None:
+        super().__init__(source, loop=loop, options=options)
         self.id = source_id
-        self.source = source
-        self.kind = source_kind(source)
-        self.loop = loop
-        self.options = options
-        self.state = "starting"
-        self.error: str | None = None
-        self.latest_index = -1
-        self.size: tuple[int, int] | None = None
         self._pool = pool
         self._decoder: _Decoder | None = None
         self._slot: FrameSlot | None = None
@@ -390,6 +401,8 @@ class ProcessSourceReader:
         with self._lock:
             got = self._slot.take() if self._slot is not None else None
             if got is None:
+                if self.state in FINISHED and self._slot is not None:
+                    self._drop_slot_locked()  # its last frame was taken: free the memory
                 return None
             restarted, self._restart = got.restarted or self._restart, False
             timestamp = self._time_base + got.timestamp
@@ -426,10 +439,13 @@ class ProcessSourceReader:
 
     def _drop_slot(self) -> None:
         with self._lock:
-            old, self._slot = self._slot, None
-            if old is not None:
-                self._before[3] += old.stale
-                old.close(unlink=True)
+            self._drop_slot_locked()
+
+    def _drop_slot_locked(self) -> None:
+        old, self._slot = self._slot, None
+        if old is not None:
+            self._before[3] += old.stale
+            old.close(unlink=True)
 
     def _set_status(self, status: tuple) -> None:
         state, error, delivered, lost, reconnects, latest_index, size = status

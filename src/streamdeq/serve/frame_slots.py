@@ -89,7 +89,7 @@ def _no_room(height: int, width: int, size: int, error: OSError) -> str:
         stats = os.statvfs(where)
         free = f": {where} has {stats.f_bavail * stats.f_frsize / 2**20:.0f} MB free"
     return (
-        f"no room in shared memory for {width}x{height} frames ({size / 2**20:.1f} MB, "
+        f"no room in shared memory for {height}x{width} frames ({size / 2**20:.1f} MB, "
         f"{error.strerror or error}){free}; give it more (a container's --shm-size) or "
         "decode on threads (--decoders 0)"
     )

@@ -152,7 +152,22 @@ def ffmpeg_options(source: str, probesize: int | None = None) -> dict[str, str]:
     return {"protocol_whitelist": "file"}
 
 
-class SourceReader:
+class ReaderState:
+    """What the service reads of a source's reader, whether it decodes on a thread here
+    (:class:`SourceReader`) or in a decoder process (``decoders.ProcessSourceReader``)."""
+
+    def __init__(self, source: str, *, loop: bool, options: SourceOptions) -> None:
+        self.source = source
+        self.kind = source_kind(source)
+        self.loop = loop
+        self.options = options
+        self.state = "starting"
+        self.error: str | None = None
+        self.latest_index = -1
+        self.size: tuple[int, int] | None = None
+
+
+class SourceReader(ReaderState):
     """One source on its own thread; the engine takes its latest frame with :meth:`take`.
 
     Attributes (read by the service; written only by the reader thread):
@@ -170,15 +185,8 @@ class SourceReader:
         options: SourceOptions,
         on_frame: Callable[[], None] = lambda: None,
     ) -> None:
-        self.source = source
-        self.kind = source_kind(source)
-        self.loop = loop
-        self.options = options
-        self.state = "starting"
-        self.error: str | None = None
+        super().__init__(source, loop=loop, options=options)
         self.delivered = self.stale = self.lost = self.reconnects = 0
-        self.latest_index = -1
-        self.size: tuple[int, int] | None = None
         self._on_frame = on_frame
         self._slot: Arrival | None = None
         self._lock = threading.Lock()
