@@ -93,19 +93,21 @@ def test_frames_cross_processes_whole_while_both_sides_run_flat_out(tmp_path):
             text=True,
         )
         taken = []
+
+        def take() -> None:
+            if (frame := slot.take()) is not None:  # a whole frame is one value throughout
+                taken.append((frame.index, [int(frame.image.min()), int(frame.image.max())]))
+
         while writer.poll() is None:
-            if (frame := slot.take()) is not None:
-                values = np.unique(frame.image)
-                taken.append((frame.index, values.tolist()))
+            take()
         assert writer.stdout.read().strip() == "done" and writer.returncode == 0
-        if (frame := slot.take()) is not None:
-            taken.append((frame.index, np.unique(frame.image).tolist()))
+        take()
         stale = slot.stale
     finally:
         slot.close(unlink=True)
         os.close(fd)
-    assert len(taken) > 20, "the reader got frames while the writer ran"
-    assert all(values == [index % 256] for index, values in taken), "a torn frame"
+    assert len(taken) >= 10, "the reader got frames while the writer ran"
+    assert all(values == [index % 256] * 2 for index, values in taken), "a torn frame"
     indices = [index for index, _ in taken]
     assert indices == sorted(set(indices)) and indices[-1] == 2999
     assert stale == 3000 - len(taken)

@@ -32,6 +32,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from ..data import VideoFrame
+from ..errors import SettingsError
 from ..validation import check_int
 from .frame_slots import FrameSlot, RangeLock, SharedMemoryFull
 from .sources import Arrival, ReaderState, SourceOptions
@@ -116,7 +117,10 @@ def _reading(decoder: _Decoder) -> int:
 
 def auto_processes() -> int:
     """Decoder processes at most by default: a quarter of the CPU cores (1 to 8), the rest
-    left to the engine (torch's threads, the web server)."""
+    left to the engine (torch's threads, the web server); none off POSIX systems (the
+    hand-over needs their file locks and descriptor passing)."""
+    if os.name != "posix":
+        return 0
     return max(1, min(8, (os.cpu_count() or 1) // 4))
 
 
@@ -135,6 +139,8 @@ class DecoderPool:
 
     def __init__(self, processes: int, on_frame: Callable[[], None] = lambda: None) -> None:
         check_int("decoder processes", processes)
+        if os.name != "posix":
+            raise SettingsError("decoder processes need a POSIX system; decode on threads (0)")
         self.processes = processes
         self.restarts = 0  # decoder processes started again after they died
         self.error: str | None = None  # the last unexpected failure of the pool's thread

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import sys
 import threading
@@ -25,6 +24,11 @@ from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # not a POSIX system: decoder processes are not offered there
+    fcntl = None
 
 BUFFERS = 3
 # control words (int64): the writer's buffer, the ready one, the engine's, "a ready frame not
