@@ -7,11 +7,11 @@ each tick waiting for it; decoding also needs cores of its own. Here each source
 reconnection and protocol whitelist), and its frames go into a :class:`FrameSlot` the serving
 process created for it; a byte on the notification pipe wakes the engine.
 
-Messages to the serving process: ``("ready",)`` once started; ``("need", id, h, w)`` when a
-source needs a slot for frames of a size (its first frame, or a new size after a reconnection);
-``("status", {id: (state, error, delivered, lost, reconnects, latest_index, size)})`` for the
-sources whose status changed, at most every ``STATUS_EVERY_S``. Commands from it: ``("add", id,
-source, loop, options)``, ``("slot", id, name, h, w, lock_offset)``, ``("remove", id)`` and
+Messages to the serving process: ``("need", id, h, w)`` when a source needs a slot for
+frames of a size (its first frame, or a new size after a reconnection); ``("status", {id:
+(state, error, delivered, lost, reconnects, latest_index, size)})`` for the sources whose
+status changed, at most every ``STATUS_EVERY_S``. Commands from it: ``("add", id, source,
+loop, options)``, ``("slot", id, name, h, w, lock_offset)``, ``("remove", id)`` and
 ``("quit",)`` (end of the connection: the same).
 
 This module imports no torch (the serving process starts it without the package's ``__init__``
@@ -25,10 +25,9 @@ import os
 import threading
 import time
 from multiprocessing.connection import Connection
-from typing import Any
 
 from .frame_slots import FrameSlot, RangeLock
-from .sources import SourceOptions, SourceReader
+from .sources import Arrival, SourceOptions, SourceReader
 
 STATUS_EVERY_S = 0.1
 #: how long "quit" waits for the reader threads (each ends after its read in progress)
@@ -42,7 +41,7 @@ class _Source:
         self.worker, self.id, self.reader = worker, source_id, reader
         self.slot: FrameSlot | None = None
         self.asked: tuple[int, int] | None = None  # the size a slot was asked for
-        self.pending = None  # a frame waiting for its slot
+        self.pending: Arrival | None = None  # a frame waiting for its slot
         self.lock = threading.Lock()
         self.sent: tuple | None = None
 
@@ -82,7 +81,7 @@ class _Source:
         if arrival is not None:
             self.worker.notify()
 
-    def _publish(self, arrival: Any) -> None:
+    def _publish(self, arrival: Arrival) -> None:
         frame = arrival.frame
         self.slot.publish(
             frame.image,
@@ -127,7 +126,6 @@ class _Worker:
             os.write(self.notify_fd, b"\0")
 
     def run(self) -> None:
-        self.send(("ready",))
         next_status = time.monotonic()
         try:
             while True:

@@ -143,7 +143,6 @@ class DecoderPool:
             raise SettingsError("decoder processes need a POSIX system; decode on threads (0)")
         self.processes = processes
         self.restarts = 0  # decoder processes started again after they died
-        self.error: str | None = None  # the last unexpected failure of the pool's thread
         self._on_frame = on_frame
         # the file the slots' locks are on (made with the first process, its name removed at
         # once: the processes share it by descriptor, so a killed server leaves nothing), kept
@@ -234,8 +233,8 @@ class DecoderPool:
         while not self._closing:
             try:
                 self._watch_once()
-            except Exception as error:  # never end silently: the sources would freeze
-                self.error = f"{type(error).__name__}: {error}"
+            except Exception:  # a bug must not end the thread: the sources would freeze
+                log.exception("streamdeq serve: the decoder pool's thread failed; it goes on")
                 time.sleep(0.1)
 
     def _watch_once(self) -> None:
