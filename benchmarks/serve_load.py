@@ -6,8 +6,9 @@ CPU (default): each camera is a loopback TCP server sending an H.264 MPEG-TS at 
 looping, so 64 cameras need no 64 network servers.
 
 Per configuration it reports: achieved frames/s per stream (mean, min), frames dropped as
-stale (latest-only), p50/p99 of arrival-to-result latency, RSS at start and end, ticks and
-mean batch size, and the throughput of the same streams run one by one through StreamDEQ
+stale (latest-only), p50/p99 of arrival-to-result latency, RSS at start and end (and of the
+decoder processes at the end), the cores the serving process and its decoder processes kept
+busy while measuring, ticks and mean batch size, and the throughput of the same streams run one by one through StreamDEQ
 (round robin, one frame each in turn) on the same frames. On CUDA, the peak memory the
 streams add, per stream (``torch.cuda.max_memory_allocated``). With ``--memory-every S``, every
 S seconds: RSS split into anonymous and file-backed pages, glibc's heap (taken from the system,
@@ -200,9 +201,9 @@ def rss_parts_mb() -> dict[str, float]:
     return parts
 
 
-def children_rss_mb() -> float:
-    """RSS of this process's children (the decoder processes), MB."""
-    total = 0.0
+def decoder_pids() -> list[str]:
+    """The service's decoder processes (this process's children named streamdeq-decoder)."""
+    pids = []
     for task in Path("/proc/self/task").iterdir():
         try:
             children = (task / "children").read_text().split()
@@ -210,13 +211,39 @@ def children_rss_mb() -> float:
             continue  # the thread ended meanwhile
         for pid in children:
             try:
-                status = Path(f"/proc/{pid}/status").read_text()
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue  # ended meanwhile
-            for line in status.splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) / 1024
+            if b"streamdeq-decoder" in command:
+                pids.append(pid)
+    return pids
+
+
+def decoders_rss_mb() -> float:
+    """RSS of the decoder processes, MB (the pages they share with this process included)."""
+    total = 0.0
+    for pid in decoder_pids():
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
     return total
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds used so far by this process and by its decoder processes."""
+    own = os.times()
+    decoders = 0.0
+    for pid in decoder_pids():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        decoders += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own.user + own.system, decoders
 
 
 def rss_mb() -> float:
@@ -335,6 +362,7 @@ def run_config(model, args, n: int, folder: Path) -> dict:
     rss_settled = rss_mb()  # every stream open and warm: what a leak would grow from
     rss_samples = [round(rss_settled, 1)]
     memory = [_memory_sample(service, 0.0)]
+    cpu_start = cpu_seconds()
     start = next_sample = next_memory = time.monotonic()
     while time.monotonic() - start < args.duration:
         latencies.add([r["latency_ms"] for r in subscription.get(0.5)])
@@ -350,11 +378,12 @@ def run_config(model, args, n: int, folder: Path) -> dict:
                 dump_malloc_info(args.malloc_info / f"{n}-{memory[-1]['s']:05d}.xml")
             print(json.dumps({"streams": n} | memory[-1]), file=sys.stderr, flush=True)
     elapsed = time.monotonic() - start
+    cpu_end = cpu_seconds()
     after = {s["id"]: s for s in service.streams()}
     metrics = service.metrics()
     summary = service.summary()
     rss_end = rss_mb()
-    decoders_rss_end = children_rss_mb()
+    decoders_rss_end = decoders_rss_mb()
     service.stop()
     if releaser is not None:
         releaser.stop()
@@ -380,6 +409,9 @@ def run_config(model, args, n: int, folder: Path) -> dict:
         "rss_end_mb": round(rss_end, 1),
         "decoders": service.decoder_processes,
         "rss_decoders_end_mb": round(decoders_rss_end, 1),
+        # cores busy while measuring: the serving process, and its decoder processes
+        "cpu_cores_service": round((cpu_end[0] - cpu_start[0]) / elapsed, 2),
+        "cpu_cores_decoders": round((cpu_end[1] - cpu_start[1]) / elapsed, 2),
         f"rss_every_{RSS_EVERY_S}s_mb": rss_samples,
         "release_every_s": args.release_every,
         "memory": memory if args.memory_every else memory[:1],
