@@ -4,6 +4,7 @@ stopped by SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import queue
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -162,9 +164,12 @@ def test_it_says_where_it_listens_and_sigterm_drains_and_ends_by_the_signal(tmp_
             "the server to process a frame",
         )
         assert _get_json(f"{base}/healthz")["status"] == "ok"
+        decoders = _decoder_processes(process.pid)
+        assert len(decoders) == 1 or not Path("/proc").is_dir(), "its source's decoder process"
         process.send_signal(signal.SIGTERM)
         _next_line(lines, r"^streamdeq serve: stopped \(SIGTERM\)", seen)
         process.wait(timeout=PATIENCE_S)
+        assert not [pid for pid in decoders if Path(f"/proc/{pid}").exists()], "none outlives it"
     finally:
         if process.poll() is None:
             process.kill()
@@ -176,6 +181,19 @@ def test_it_says_where_it_listens_and_sigterm_drains_and_ends_by_the_signal(tmp_
         not (tmp_path / "state.json").exists()
         or "clip" not in (tmp_path / "state.json").read_text()
     )  # command-line streams are not persisted
+
+
+def _decoder_processes(pid: int) -> list[int]:
+    """The decoder processes among the children of process ``pid`` (Linux's /proc)."""
+    found = []
+    if not Path("/proc").is_dir():
+        return found
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                if b"streamdeq-decoder" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.append(int(child))
+    return found
 
 
 def test_only_the_settings_flags_given_override_the_configs_defaults(monkeypatch, tmp_path):
