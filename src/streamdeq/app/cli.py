@@ -718,10 +718,9 @@ def serve_command(
 
     Each source is read on its own thread, in a few decoder processes (--decoders), and only
     its latest frame is processed (stale frames are dropped and counted); stream URLs reconnect
-    with backoff. Streams added through the API
-    are kept in the state file and come back after a restart; SOURCE and --config streams are
-    not copied there. Settings flags (--iters, --mode, ...) are the default of every stream,
-    over --config's defaults.
+    with backoff. Streams added through the API are kept in the state file and come back after
+    a restart; SOURCE and --config streams are not copied there. Settings flags (--iters,
+    --mode, ...) are the default of every stream, over --config's defaults.
 
     It prints where it listens (with --port 0, the port chosen) on stderr once serving.
 

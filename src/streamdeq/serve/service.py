@@ -10,9 +10,9 @@
 
 Each source is read on its own thread (:mod:`.sources`), in a few decoder processes
 (:mod:`.decoders`, through shared memory) unless ``decoder_processes=0``, and hands over only
-its newest frame; two engine lanes (:mod:`.lanes`) tick over the streams with a new frame, the fast
-schemes in "main", the slow ones (a fully solved baseline, a compare against it, a tolerance)
-in "slow". Results are summarised at once (:mod:`.summary`), drawn only when asked for, and
+its newest frame; two engine lanes (:mod:`.lanes`) tick over the streams with a new frame,
+the fast schemes in "main", the slow ones (a fully solved baseline, a compare against it, a
+tolerance) in "slow". Results are summarised at once (:mod:`.summary`), drawn only when asked for, and
 pushed to subscribers latest-only (:mod:`.subscriptions`). A stream whose source fails,
 stalls, sends garbage or diverges is reported in its own info; the others go on.
 
@@ -85,9 +85,9 @@ class Service:
         model_name: shown in the page and the health check.
         decoder_processes: decode the sources in up to this many processes (:mod:`.decoders`;
             None: one per 16 sources, at most a quarter of the CPU cores); 0: on threads of
-            this process. Processes keep dozens of cameras at 30 frames/s from
-            slowing the engine down (their reader threads would hold Python's lock at every
-            frame) and let decoding use cores of its own; threads cost no extra memory.
+            this process. Processes keep dozens of cameras at 30 frames/s from slowing the
+            engine down (their reader threads would hold Python's lock at every frame) and
+            let decoding use cores of its own; threads cost no extra memory.
     """
 
     def __init__(
