@@ -98,6 +98,10 @@ class _Decoder:
         self.readers: dict[str, ProcessSourceReader] = {}
         self._send_lock = threading.Lock()
 
+    def open(self, reader: ProcessSourceReader) -> None:
+        """Have the process read ``reader``'s source (registered in ``readers`` already)."""
+        self.send(("add", reader.id, reader.source, reader.loop, asdict(reader.options)))
+
     def send(self, message: tuple) -> None:
         try:
             with self._send_lock:
@@ -214,7 +218,7 @@ class DecoderPool:
                 os.write(self._wakeup_write, b"\0")  # the watcher waits on its pipes too
             decoder.readers[reader.id] = reader
             reader._decoder = decoder
-        decoder.send(("add", reader.id, reader.source, reader.loop, asdict(reader.options)))
+        decoder.open(reader)
 
     def _remove(self, reader: ProcessSourceReader) -> None:
         with self._lock:
@@ -349,7 +353,7 @@ class DecoderPool:
                     decoder.readers[reader.id] = reader
                     reader._decoder = decoder
             for reader in readers.values():
-                decoder.send(("add", reader.id, reader.source, reader.loop, asdict(reader.options)))
+                decoder.open(reader)
 
 
 class ProcessSourceReader(ReaderState):
@@ -437,10 +441,8 @@ class ProcessSourceReader(ReaderState):
 
     def _set_slot(self, slot: FrameSlot) -> None:
         with self._lock:
-            old, self._slot = self._slot, slot
-            if old is not None:
-                self._before[3] += old.stale
-                old.close(unlink=True)
+            self._drop_slot_locked()
+            self._slot = slot
 
     def _drop_slot(self) -> None:
         with self._lock:
