@@ -11,15 +11,20 @@
 # output folder) or benchmarks/gpu-results; put the tables in benchmarks/README.md (section
 # "GPU") and the README.
 #
-# "run" is the pending check alone, as asked: `streamdeq serve`'s engine with 16 and 64
-# generated cameras at 30 frames/s on the bundled model, 3 minutes each: sustained streams,
-# drops, p50/p99 latency, GPU memory per stream, and the same streams one by one [520 s].
-# Pending because it was measured on an H200 on 2026-11-30 (30 s each) before the ticks
-# batched their per-stream work, not since.
+# "run" is the pending checks alone, in this order:
+#   a. decoding on NVDEC (`--hwaccel cuda`) against the CPU, 128x256 and 1080p H.264 clips:
+#      frames/s, CPU ms a frame, whether FFmpeg really used the device, same pixels [45 s].
+#      Pending because it has never run on a GPU.
+#   b. `streamdeq serve`'s engine with 16 and 64 generated cameras at 30 frames/s on the
+#      bundled model, 3 minutes each: sustained streams, drops, p50/p99 latency, GPU memory
+#      per stream, and the same streams one by one [520 s]. Pending because it was measured on
+#      an H200 on 2026-11-30 (30 s each) before the ticks batched their per-stream work and
+#      before the decoder processes, not since.
 #
 # "all" re-runs every GPU check to see that nothing regressed, each under its own time limit
 # (seconds, in brackets), in this order:
-#   1. the serve check above, 30 s per configuration instead of 3 minutes [150]
+#   1. the checks above, the serve check 30 s per configuration instead of 3 minutes [45,
+#      150], and the serve check of 64 cameras decoded on NVDEC [100]
 #   2. `streamdeq bench gpu --size 512x1024`: eager vs torch.compile vs a CUDA graph of f [110]
 #   3. `streamdeq bench latency --device cuda`: SMALL, XL and the bundled model, StreamDEQ
 #      M = 1, 2, 4, 8 against the fully solved baseline [140]
@@ -65,11 +70,16 @@ print(torch.__version__, torch.cuda.get_device_name(0), 'av', av.__version__)" |
   }
   serve=(python3 benchmarks/serve_load.py --device cuda --source file --streams 16,64 --fps 30
     --warmup 5 --json "$OUT/serve_gpu.json")
+  hwdecode=(python3 benchmarks/hwdecode.py --sizes 128x256,1080x1920 --frames 240 --hwaccel cuda
+    --json "$OUT/hwdecode.json")
+  check hwdecode 45 "${hwdecode[@]}"
   if [ "$1" = run ]; then
     check serve_gpu 520 "${serve[@]}" --duration 180
     exit "$status"  # the EXIT trap packs the results (the device tool brings back 8 files)
   fi
   check serve_gpu 150 "${serve[@]}" --duration 30
+  check serve_gpu_nvdec 100 python3 benchmarks/serve_load.py --device cuda --source file \
+    --streams 64 --fps 30 --warmup 5 --duration 30 --hwaccel cuda --json "$OUT/serve_gpu_nvdec.json"
   check gpu 110 python3 -m streamdeq bench gpu --size 512x1024 --out "$OUT/gpu.json"
   check latency_cuda 140 python3 -m streamdeq bench latency --device cuda \
     --models small,xl,bundled --out "$OUT/latency_cuda.json"

@@ -343,7 +343,7 @@ def run_config(model, args, n: int, folder: Path) -> dict:
         device=args.device,
         max_streams=n,
         defaults={"iters": args.iters},
-        source_options=SourceOptions(timeout=5.0, probesize=args.probesize),
+        source_options=SourceOptions(timeout=5.0, probesize=args.probesize, hwaccel=args.hwaccel),
         stream_base=_base(model, args.input_size),
         decoder_processes=args.decoders,
     )
@@ -361,6 +361,7 @@ def run_config(model, args, n: int, folder: Path) -> dict:
     latencies = LatencyHistogram()
     rss_settled = rss_mb()  # every stream open and warm: what a leak would grow from
     rss_samples = [round(rss_settled, 1)]
+    decoder_rss_samples = [round(decoders_rss_mb(), 1)]
     memory = [_memory_sample(service, 0.0)]
     cpu_start = cpu_seconds()
     start = next_sample = next_memory = time.monotonic()
@@ -370,6 +371,7 @@ def run_config(model, args, n: int, folder: Path) -> dict:
         if now >= next_sample + RSS_EVERY_S:
             next_sample += RSS_EVERY_S
             rss_samples.append(round(rss_mb(), 1))
+            decoder_rss_samples.append(round(decoders_rss_mb(), 1))
         if args.memory_every and now >= next_memory + args.memory_every:
             next_memory += args.memory_every
             memory.append(_memory_sample(service, now - start))
@@ -408,11 +410,13 @@ def run_config(model, args, n: int, folder: Path) -> dict:
         "rss_settled_mb": round(rss_settled, 1),
         "rss_end_mb": round(rss_end, 1),
         "decoders": service.decoder_processes,
+        "hwaccel": args.hwaccel,
         "rss_decoders_end_mb": round(decoders_rss_end, 1),
         # cores busy while measuring: the serving process, and its decoder processes
         "cpu_cores_service": round((cpu_end[0] - cpu_start[0]) / elapsed, 2),
         "cpu_cores_decoders": round((cpu_end[1] - cpu_start[1]) / elapsed, 2),
         f"rss_every_{RSS_EVERY_S}s_mb": rss_samples,
+        f"rss_decoders_every_{RSS_EVERY_S}s_mb": decoder_rss_samples,
         "release_every_s": args.release_every,
         "memory": memory if args.memory_every else memory[:1],
         "states": sorted({s["state"] for s in after.values()}),
@@ -477,6 +481,11 @@ def main() -> None:
         default=None,
         help="decoder processes of the service at most (0: the sources are read on threads; "
         "default: the service's)",
+    )
+    parser.add_argument(
+        "--hwaccel",
+        default=None,
+        help="decode the cameras on this hardware decoder (serve's --hwaccel, e.g. cuda)",
     )
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
     args = parser.parse_args()

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import av
 import pytest
+from av.codec.hwaccel import hwdevices_available
 
 from ..data.clips import gradient_frame, write_clip
 from ..data.live import live_server, mpegts_bytes
 from ..data.test_bad_input import folder_with_a_damaged_image, garbage, overwrite_middle
+from ..data.test_hardware import needs_no_cuda
 
 LIVE_FRAMES, FPS = 30, 25
 
@@ -127,3 +129,22 @@ def test_a_stream_that_never_comes_back_ends_as_a_broadcast_that_ended(checkpoin
         done = cli(checkpoint, url, "--reconnect", "1", "--stats", str(stats))
     assert done.returncode == 0, done.stderr
     assert 0 < len(read_csv(stats)) < LIVE_FRAMES
+
+
+@needs_no_cuda
+def test_hwaccel_without_the_gpu_decoder_is_one_line_and_nothing_written(checkpoint, tmp_path):
+    clip, out = write_clip(tmp_path / "clip.mp4"), tmp_path / "out.mp4"
+    done = cli(checkpoint, str(clip), "--hwaccel", "cuda", "--out", str(out))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot use the cuda hardware decoder" in lines[0], lines
+    assert not out.exists() and not list(tmp_path.glob("out*"))
+
+
+def test_an_unknown_hwaccel_is_one_line(checkpoint, tmp_path):
+    done = cli(checkpoint, str(write_clip(tmp_path / "clip.mp4")), "--hwaccel", "nvdec")
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "streamdeq: error: unknown hardware decoder 'nvdec'; this FFmpeg build has "
+        f"{', '.join(hwdevices_available())} (e.g. cuda or cuda:1)"
+    )

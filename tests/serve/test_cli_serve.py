@@ -15,20 +15,24 @@ import subprocess
 import sys
 import threading
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
+from streamdeq.app import run_options
 from streamdeq.app.cli import app, main, serve_command
 from streamdeq.data.video import DEFAULT_FOLDER_FPS
 from streamdeq.serve.sources import SourceOptions
 
+from ..data.test_hardware import needs_no_cuda
 from .service_helpers import PATIENCE_S, clip_file, wait_for
 
 OPTIONS = ("--config", "--host", "--port", "--max-streams", "--token", "--media-root")
 OPTIONS += ("--allow-scheme", "--allow-hosts", "--state-file", "--loop", "--iters", "--device")
-OPTIONS += ("--decoders",)
+OPTIONS += ("--decoders", "--hwaccel")
 
 
 def test_help_documents_the_options():
@@ -66,6 +70,29 @@ def test_a_port_in_use_is_one_line_before_the_model_loads(monkeypatch, capsys):
         port = taken.getsockname()[1]
         line = serve_error(monkeypatch, capsys, "--port", str(port))
     assert f"cannot listen on 127.0.0.1:{port}" in line and "in use" in line
+
+
+@needs_no_cuda
+def test_hwaccel_without_the_gpu_decoder_is_one_line_before_the_model_loads(monkeypatch, capsys):
+    line = serve_error(monkeypatch, capsys, "--hwaccel", "cuda", "--device", "cpu", "--port", "0")
+    assert "cannot use the cuda hardware decoder" in line
+
+
+def test_an_unknown_hwaccel_is_one_line(monkeypatch, capsys):
+    line = serve_error(monkeypatch, capsys, "--hwaccel", "nvdec", "--port", "0")
+    assert "unknown hardware decoder 'nvdec'" in line
+
+
+def test_hwaccel_reaches_the_sources_on_the_models_gpu(monkeypatch):
+    from streamdeq.app import serving
+
+    monkeypatch.setattr(serving, "resolve_device", lambda device: torch.device(device))
+    monkeypatch.setattr(run_options, "resolve_device", lambda device: torch.device(device))
+    options = serving.ServeOptions(model="mdeq-seg-tiny-synthetic", hwaccel="cuda", device="cpu")
+    service = serving.build_service(options, serving.ServeConfig())
+    assert service.source_options.hwaccel == "cuda"
+    on_gpu_1 = replace(options, device="cuda:1").hardware_decoding()
+    assert str(on_gpu_1) == "cuda:1"
 
 
 def test_a_host_that_does_not_resolve_is_one_line(monkeypatch, capsys):

@@ -16,6 +16,7 @@ from streamdeq.serve.decoders import DecoderPool
 from streamdeq.serve.frame_slots import FrameSlot, SharedMemoryFull
 from streamdeq.serve.sources import SourceOptions
 
+from ..data.test_hardware import needs_no_cuda
 from .service_helpers import clip_file, wait_for
 
 FAST = SourceOptions(realtime=False, timeout=2.0)
@@ -184,3 +185,14 @@ def decoders_clip(folder: Path) -> Path:
     from ..data.clips import write_clip
 
     return write_clip(folder / "big.mp4", frames=12, width=96, height=64)
+
+
+@needs_no_cuda
+def test_the_hardware_decoder_setting_reaches_the_decoder_process(pool, tmp_path):
+    """The options travel to the process as they are: there, the missing GPU decoder fails
+    the source with the same line as on a thread."""
+    options = SourceOptions(hwaccel="cuda", realtime=False)
+    reader = pool.reader(str(clip_file(tmp_path)), loop=True, options=options)
+    reader.start()
+    wait_for(lambda: reader.state == "failed", "the source to fail")
+    assert reader.error.startswith("cannot use the cuda hardware decoder")

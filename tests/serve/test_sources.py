@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamdeq.data.errors import VideoError
+from streamdeq.data.errors import HardwareDecodingError, VideoError
 from streamdeq.errors import SettingsError
 from streamdeq.serve import SourceOptions, SourceRejectedError, sources
 from streamdeq.serve.sources import (
@@ -15,6 +15,7 @@ from streamdeq.serve.sources import (
     source_kind,
 )
 
+from ..data.test_hardware import needs_no_cuda
 from .service_helpers import clip_file, wait_for
 
 
@@ -119,3 +120,17 @@ def test_the_slot_keeps_only_the_newest_frame(tmp_path):
 def test_display_drops_a_user_without_a_password_too():
     assert display_source("rtsp://admin@10.0.0.5/s") == "rtsp://10.0.0.5/s"
     assert display_source("clips/a.mp4") == "clips/a.mp4"
+
+
+@needs_no_cuda
+def test_a_source_decoded_on_a_missing_gpu_fails_with_the_reason(tmp_path):
+    options = SourceOptions(hwaccel="cuda", realtime=False)
+    reader = SourceReader(str(clip_file(tmp_path)), loop=True, options=options)
+    reader.start()
+    wait_for(lambda: reader.state == "failed", "the source to fail")
+    assert reader.error.startswith("cannot use the cuda hardware decoder")
+
+
+def test_an_unknown_hardware_decoder_is_refused_with_the_options():
+    with pytest.raises(HardwareDecodingError, match="unknown hardware decoder"):
+        SourceOptions(hwaccel="nvdec")

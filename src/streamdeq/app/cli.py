@@ -388,6 +388,12 @@ def run_command(
             "video's pixels"
         ),
     ] = None,
+    hwaccel: Annotated[
+        str | None,
+        typer.Option(
+            help="decode on a GPU: cuda (NVDEC, on --device's GPU) or cuda:N; default: on the CPU"
+        ),
+    ] = None,
     stop_timeout: Annotated[
         float,
         typer.Option(
@@ -442,6 +448,7 @@ def run_command(
         task=task,
         threads=threads,
         size=parse_size(size) if size is not None else None,
+        hwaccel=hwaccel,
         stop_timeout=stop_timeout,
     )
     try:
@@ -710,6 +717,13 @@ def serve_command(
             "the CPU cores, 1 to 8]",
         ),
     ] = None,
+    hwaccel: Annotated[
+        str | None,
+        typer.Option(
+            help="decode the sources on a GPU: cuda (NVDEC, on --device's GPU) or cuda:N; "
+            "default: on the CPU"
+        ),
+    ] = None,
     stop_timeout: Annotated[
         float, typer.Option(help="seconds a stop signal waits for the ticks in progress")
     ] = 5.0,
@@ -759,6 +773,7 @@ def serve_command(
         jpeg_quality=jpeg_quality,
         threads=threads,
         decoders=decoders,
+        hwaccel=hwaccel,
         stop_timeout=stop_timeout,
     )
     serve(options, end_by_signal)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ..data.hardware import HardwareDecoding
 from ..data.sinks import STATS_FORMATS, VIDEO_SUFFIXES
 from ..errors import SettingsError
 from ..models.resolve import DEFAULT_MODEL, ResolvedModel, resolve_model  # noqa: F401 (re-exported)
@@ -57,6 +58,7 @@ FLAGS: dict[str, str] = {
     "threads": "--threads",
     "size": "--size",
     "resize": "--size",
+    "hwaccel": "--hwaccel",
 }
 
 #: Names in :data:`FLAGS` that are also plain words ("the baseline mode solves ..."): in a
@@ -160,6 +162,9 @@ class RunOptions:
             kept, or one int for the short side (``PreprocessSettings.resize``); None: the
             inference size the weights declare, else the frame's own. The overlay video, the
             boxes and the stats stay in the source video's pixels.
+        hwaccel: decode on a hardware decoder: "cuda" (NVDEC, on the GPU of ``device`` when
+            that is a CUDA device), "cuda:N", or another FFmpeg device type
+            (:class:`~streamdeq.data.HardwareDecoding`); None: on the CPU.
         stop_timeout: seconds a stop signal (Ctrl-C, SIGTERM, SIGHUP) waits for the frame in
             progress before the outputs are finished without it: below the grace period of
             service managers and container runtimes (Docker: 10 s), so they never kill a run
@@ -189,6 +194,7 @@ class RunOptions:
     task: str | None = None
     threads: int | None = None
     size: tuple[int, int] | int | None = None
+    hwaccel: str | None = None
     stop_timeout: float = 5.0
 
     def __post_init__(self) -> None:
@@ -287,6 +293,11 @@ class RunOptions:
                 f"--threads must be an integer >= 1, got {threads!r}", field="threads"
             )
         resolve_device(self.device)
+        self.hardware_decoding()
+
+    def hardware_decoding(self) -> HardwareDecoding | None:
+        """``hwaccel`` for :func:`~streamdeq.data.open_video` (see :func:`hardware_decoding`)."""
+        return hardware_decoding(self.hwaccel, self.device)
 
     def stream_settings(self, model: object | None = None) -> StreamSettings:
         """The stream's settings for these options, for ``model``: frames are resized to
@@ -310,6 +321,17 @@ class RunOptions:
                 return settings
             preprocess = replace(settings.preprocess_for(model), resize=resize)
             return replace(settings, preprocess=preprocess)
+
+
+def hardware_decoding(hwaccel: str | None, device: str) -> HardwareDecoding | None:
+    """The hardware decoder ``--hwaccel`` names, a plain "cuda" on the GPU that ``device``
+    names, so that decoded frames and the model share one (None without ``hwaccel``)."""
+    if hwaccel is None:
+        return None
+    resolved = resolve_device(device)
+    return HardwareDecoding.parse(
+        hwaccel, cuda_index=resolved.index if resolved.type == "cuda" else None
+    )
 
 
 def resolve_device(device: str) -> torch.device:

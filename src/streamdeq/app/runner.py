@@ -318,6 +318,7 @@ def run_video(
         timeout=options.timeout,
         strict=options.strict,
         reconnect=options.reconnect,
+        hwaccel=options.hardware_decoding(),
     )
     with video, _StopSignals(options.stop_timeout) as stop:
         fps = options.fps or video.fps or FALLBACK_FPS

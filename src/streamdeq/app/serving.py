@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from ..cpu_allocator import MemoryReleaser
+from ..data.hardware import HardwareDecoding
 from ..data.video import DEFAULT_FOLDER_FPS
 from ..errors import SettingsError, StreamDEQError
 from ..models.resolve import resolve_model
@@ -36,7 +37,7 @@ from ..serve.service import Service
 from ..serve.settings import DEFAULT_SETTINGS, ITERATION_KEYS, max_iters_for, merge_settings
 from ..serve.sources import SourceOptions
 from ..stream import StreamSettings
-from .run_options import resolve_device
+from .run_options import hardware_decoding, resolve_device
 from .runner import STOP_SIGNALS
 
 
@@ -66,6 +67,7 @@ class ServeOptions:
     jpeg_quality: int = 80
     threads: int | None = None
     decoders: int | None = None
+    hwaccel: str | None = None
     stop_timeout: float = 5.0
 
     def __post_init__(self) -> None:
@@ -80,6 +82,11 @@ class ServeOptions:
         if self.stop_timeout <= 0:
             raise SettingsError(f"--stop-timeout must be > 0, got {self.stop_timeout}")
         resolve_device(self.device)
+        self.hardware_decoding()
+
+    def hardware_decoding(self) -> HardwareDecoding | None:
+        """The sources' hardware decoder, a plain "cuda" on the model's GPU."""
+        return hardware_decoding(self.hwaccel, self.device)
 
 
 #: The flag of each stream setting, for messages about the command line.
@@ -182,6 +189,7 @@ def build_service(options: ServeOptions, config: ServeConfig) -> Service:
     if loaded.warning:
         print(f"streamdeq: warning: {loaded.warning}", file=sys.stderr)
     defaults = _startup_defaults(options, config, max_iters_for(loaded.model, StreamSettings()))
+    hardware = options.hardware_decoding()
     state_file = options.state_file or default_state_file(options.config)
     return Service(
         loaded.model,
@@ -191,7 +199,10 @@ def build_service(options: ServeOptions, config: ServeConfig) -> Service:
         defaults=defaults,
         jpeg_quality=options.jpeg_quality,
         source_options=SourceOptions(
-            folder_fps=options.folder_fps, timeout=options.timeout, probesize=options.probesize
+            folder_fps=options.folder_fps,
+            timeout=options.timeout,
+            probesize=options.probesize,
+            hwaccel=None if hardware is None else str(hardware),
         ),
         model_name=loaded.description,
         decoder_processes=options.decoders,
@@ -231,6 +242,9 @@ def serve(options: ServeOptions, end_by_signal: Callable[[int], Any]) -> None:
 
     config = load_config(options.config) if options.config is not None else ServeConfig()
     check_stream_count(options, config)
+    hardware = options.hardware_decoding()
+    if hardware is not None:
+        hardware.check()  # no GPU decoder: one line now, not a failure per camera later
     policy = SourcePolicy(
         media_root=options.media_root,
         allowed_schemes=options.allow_schemes or DEFAULT_SCHEMES,

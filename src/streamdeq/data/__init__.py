@@ -11,6 +11,7 @@ from .cityscapes import (
 )
 from .errors import (
     CorruptVideoError,
+    HardwareDecodingError,
     InputNotFoundError,
     InputNotReadableError,
     NoImagesError,
@@ -20,6 +21,7 @@ from .errors import (
     StreamOpenError,
     VideoError,
 )
+from .hardware import HardwareDecoding
 from .labels import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_PALETTE,
@@ -48,6 +50,8 @@ __all__ = [
     "CityscapesReadError",
     "CityscapesSequence",
     "CorruptVideoError",
+    "HardwareDecoding",
+    "HardwareDecodingError",
     "InputNotFoundError",
     "InputNotReadableError",
     "MissingFramesError",

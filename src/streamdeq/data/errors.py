@@ -33,6 +33,10 @@ class StreamOpenError(VideoError, ConnectionError):
     """A network stream (rtsp://, http://, ...) could not be opened."""
 
 
+class HardwareDecodingError(VideoError, RuntimeError):
+    """A hardware decoder (``--hwaccel``) that this FFmpeg build lacks or that does not open."""
+
+
 class CorruptVideoError(VideoError, ValueError):
     """A video that fails part-way: truncated, damaged, or a stream that broke off.
 

@@ -48,6 +48,7 @@ from .errors import (
     StreamOpenError,
     VideoError,
 )
+from .hardware import HardwareDecoding
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_FOLDER_FPS = 25.0  # image folders carry no frame rate; Cityscapes sequences are 17 fps
@@ -289,9 +290,11 @@ class ContainerSource(VideoSource):
         options: Mapping[str, str] | None = None,
         strict: bool = False,
         reconnect: float = 0.0,
+        hwaccel: HardwareDecoding | None = None,
     ) -> None:
         super().__init__(source, max_frames, strict)
         self._live = _is_url(source) and urlsplit(source).scheme.lower() in LIVE_SCHEMES
+        self._hwaccel = hwaccel
         self._timeout = timeout
         self._reconnect = reconnect if self._live else 0.0
         self._options = _default_options(source) | dict(options or {})
@@ -313,8 +316,14 @@ class ContainerSource(VideoSource):
             self._container = None
 
     def _open(self) -> av.container.InputContainer:
+        hwaccel = None
+        if self._hwaccel is not None:
+            self._hwaccel.check()  # a missing device is its own error, not the file's
+            hwaccel = self._hwaccel.hwaccel()
         try:
-            container = av.open(self.source, options=self._options, timeout=self._timeout)
+            container = av.open(
+                self.source, options=self._options, timeout=self._timeout, hwaccel=hwaccel
+            )
         except av.FFmpegError as error:
             raise self._open_error(error) from error
         kind = None if container.streams else _sniff_container(self.source)
@@ -571,6 +580,7 @@ def open_video(
     options: Mapping[str, str] | None = None,
     strict: bool = False,
     reconnect: float = 0.0,
+    hwaccel: HardwareDecoding | str | None = None,
 ) -> VideoSource:
     """Open a video file, a folder of images or a network stream for lazy reading.
 
@@ -586,13 +596,19 @@ def open_video(
             count it in ``dropped`` and go on).
         reconnect: for live stream URLs, seconds to keep trying to open the stream again after
             it ends or breaks off (0: the end of the connection is the end of the stream).
+        hwaccel: decode video files and streams on a hardware decoder, e.g. ``"cuda"`` (NVDEC)
+            or ``"cuda:1"`` (see :mod:`streamdeq.data.hardware`); image folders are decoded on
+            the CPU regardless. None: on the CPU.
 
     Raises:
         InputNotFoundError, InputNotReadableError, NotAVideoError, NoImagesError,
-        StreamOpenError, CorruptVideoError (a file that starts like a video but cannot be opened).
+        StreamOpenError, CorruptVideoError (a file that starts like a video but cannot be opened),
+        HardwareDecodingError (``hwaccel`` unknown to this FFmpeg, or its device does not open).
         Iteration raises CorruptVideoError where the input cannot go on (truncated, broken off,
         nothing decodable; under ``strict``, the first frame that does not decode).
     """
+    if isinstance(hwaccel, str):
+        hwaccel = HardwareDecoding.parse(hwaccel)
     text = os.fspath(source)
     if text.startswith("file://"):
         text = text.removeprefix("file://")
@@ -605,6 +621,7 @@ def open_video(
             options=options,
             strict=strict,
             reconnect=reconnect,
+            hwaccel=hwaccel,
         )
     path = Path(text).expanduser()
     if not path.exists():
@@ -614,7 +631,7 @@ def open_video(
     if path.is_dir():
         return ImageFolderSource(str(path), max_frames=max_frames, fps=fps, strict=strict)
     return ContainerSource(
-        str(path), max_frames=max_frames, fps=fps, options=options, strict=strict
+        str(path), max_frames=max_frames, fps=fps, options=options, strict=strict, hwaccel=hwaccel
     )
 
 

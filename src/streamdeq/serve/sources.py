@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..data.errors import VideoError
+from ..data.hardware import HardwareDecoding
 from ..data.video import (
     DEFAULT_FOLDER_FPS,
     RECONNECT_FIRST_WAIT,
@@ -76,6 +77,9 @@ class SourceOptions:
             the freed block for reuse, so the memory levels off rather than falls). Lower it
             (e.g. 1,000,000) to bound memory with many cameras; too low and a high-bitrate
             stream with long keyframe intervals opens without its frame size.
+        hwaccel: decode files and stream URLs on this hardware decoder, e.g. "cuda:0" (NVDEC;
+            see :class:`~streamdeq.data.HardwareDecoding`); None: on the CPU. A text, so that
+            the options travel to decoder processes as they are.
     """
 
     folder_fps: float = DEFAULT_FOLDER_FPS
@@ -84,8 +88,11 @@ class SourceOptions:
     max_wait: float = RECONNECT_MAX_WAIT
     realtime: bool = True
     probesize: int | None = None
+    hwaccel: str | None = None
 
     def __post_init__(self) -> None:
+        if self.hwaccel is not None:
+            HardwareDecoding.parse(self.hwaccel)  # the device itself is opened by the readers
         if self.probesize is not None:
             check_int("probesize", self.probesize, minimum=PROBESIZE_MIN)
         check_real("folder_fps", self.folder_fps, exclusive_minimum=0)
@@ -229,6 +236,7 @@ class SourceReader(ReaderState):
                         if self.kind != "folder"
                         else None
                     ),
+                    hwaccel=self.options.hwaccel,
                 )
                 with video:
                     got_frames = self._play(video)

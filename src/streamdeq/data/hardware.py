@@ -1,0 +1,99 @@
+"""Decoding video on a GPU's decoder (NVDEC and the like) through FFmpeg's hardware acceleration.
+
+Why: every camera's every frame is decoded whether the model takes it or not, and at 1080p
+that is several milliseconds of CPU a frame, so dozens of cameras need more cores for decoding
+than for anything else. A GPU's video decoder does that work beside its compute units.
+
+What it does and does not do: FFmpeg decodes on the device, and each frame is copied back to
+the host (NV12) and converted to RGB there, as a software-decoded one is; so the CPU still
+converts and the model still uploads, but no longer decodes. The pixels are those of the
+software decoder (decoding H.264/HEVC is exact). A codec the device cannot decode is decoded on
+the CPU instead, stream by stream, rather than failing.
+
+On CUDA the decoders of a process share the GPU's primary context (``primary_ctx``), the one
+torch uses: a context of its own per camera would cost hundreds of MB of GPU memory each.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import av
+import av.logging
+from av.codec import Codec
+from av.codec.hwaccel import HWAccel, hwdevices_available
+
+from .errors import HardwareDecodingError
+
+#: The codec a device is checked with: the one every hardware decoder has.
+_CHECK_CODEC = "h264"
+
+
+@dataclass(frozen=True)
+class HardwareDecoding:
+    """Which hardware decoder to use: FFmpeg's device type and, optionally, which device.
+
+    Attributes:
+        device_type: FFmpeg's name of the device type, "cuda" for NVIDIA's NVDEC (others:
+            "vaapi", "qsv", "drm", ... as this FFmpeg build has them).
+        device: which device of that type: a GPU index for cuda ("1"), a device node for
+            vaapi ("/dev/dri/renderD128"); None: FFmpeg's default (the first).
+    """
+
+    device_type: str
+    device: str | None = None
+
+    @classmethod
+    def parse(cls, text: str, *, cuda_index: int | None = None) -> HardwareDecoding:
+        """``"cuda"``, ``"cuda:1"`` or ``"vaapi:/dev/dri/renderD128"``; a device type this
+        FFmpeg build lacks raises :class:`HardwareDecodingError` listing those it has.
+
+        ``cuda_index``: the GPU a plain ``"cuda"`` means (the model's, so that decoded frames
+        and the model share a GPU); None: FFmpeg's default, the first."""
+        device_type, _, device = text.strip().partition(":")
+        device_type = device_type.lower()
+        available = hwdevices_available()
+        if device_type not in available:
+            raise HardwareDecodingError(
+                f"unknown hardware decoder {text!r}; this FFmpeg build has "
+                f"{', '.join(available) or 'none'} (e.g. cuda or cuda:1)"
+            )
+        if not device and device_type == "cuda" and cuda_index is not None:
+            device = str(cuda_index)
+        return cls(device_type, device or None)
+
+    def __str__(self) -> str:
+        return self.device_type if self.device is None else f"{self.device_type}:{self.device}"
+
+    def hwaccel(self) -> HWAccel:
+        """PyAV's description of it for ``av.open``: frames copied to the host, software
+        decoding for a codec the device lacks, and on CUDA the primary context."""
+        options = {"primary_ctx": "1"} if self.device_type == "cuda" else None
+        return HWAccel(self.device_type, self.device, allow_software_fallback=True, options=options)
+
+    def check(self) -> None:
+        """Open the device once (cached per process) so that a machine without it fails at
+        once with FFmpeg's reason, not at each source with an unrelated-looking error."""
+        _check_device(self.device_type, self.device)
+
+
+@functools.cache
+def _check_device(device_type: str, device: str | None) -> None:
+    spec = HardwareDecoding(device_type, device)
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)  # FFmpeg's reason is only in its log
+    try:
+        with av.logging.Capture() as logs:
+            try:
+                spec.hwaccel().create(Codec(_CHECK_CODEC, "r"))
+            except (av.FFmpegError, NotImplementedError, RuntimeError) as error:
+                reason = "; ".join(message.strip() for _, _, message in logs if message.strip())
+                raise HardwareDecodingError(
+                    f"cannot use the {spec} hardware decoder: "
+                    f"{reason or getattr(error, 'strerror', None) or error}; check the GPU and "
+                    "its driver (NVDEC needs the driver's libnvcuvid), or decode on the CPU "
+                    "(leave out --hwaccel)"
+                ) from None
+    finally:
+        av.logging.set_level(level)

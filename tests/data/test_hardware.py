@@ -1,0 +1,97 @@
+"""Hardware decoding (``--hwaccel``): named, checked once, plumbed into FFmpeg, and a machine
+without the device told so in one line before any source is read.
+
+This project's CI has no GPU: the decoding itself is checked on a GPU machine
+(benchmarks/hwdecode.py in benchmarks/gpu_checks.sh); here, everything around it, and the
+positive path only where a CUDA decoder opens."""
+
+from __future__ import annotations
+
+import av
+import av.logging
+import numpy as np
+import pytest
+from av.codec.hwaccel import hwdevices_available
+
+from streamdeq.data import HardwareDecoding, HardwareDecodingError, open_video
+from streamdeq.data import hardware as hardware_module
+
+from .clips import write_clip
+
+
+def cuda_decoder_opens() -> bool:
+    try:
+        HardwareDecoding("cuda").check()
+    except HardwareDecodingError:
+        return False
+    return True
+
+
+needs_no_cuda = pytest.mark.skipif(
+    "cuda" not in hwdevices_available() or cuda_decoder_opens(),
+    reason="a CUDA decoder opens here (or FFmpeg lacks cuda)",
+)
+
+
+def test_names_parse_with_an_optional_device():
+    assert HardwareDecoding.parse("cuda") == HardwareDecoding("cuda", None)
+    assert HardwareDecoding.parse(" CUDA:1 ") == HardwareDecoding("cuda", "1")
+    assert str(HardwareDecoding.parse("cuda:1")) == "cuda:1"
+    assert str(HardwareDecoding.parse("cuda")) == "cuda"
+
+
+def test_a_plain_cuda_follows_the_models_gpu_but_an_explicit_one_stays():
+    """Why: frames decoded on the GPU the model runs on need no hop between GPUs."""
+    assert HardwareDecoding.parse("cuda", cuda_index=2).device == "2"
+    assert HardwareDecoding.parse("cuda:0", cuda_index=2).device == "0"
+
+
+def test_an_unknown_decoder_lists_what_this_ffmpeg_has():
+    with pytest.raises(HardwareDecodingError, match="unknown hardware decoder 'nvdec'") as info:
+        HardwareDecoding.parse("nvdec")
+    assert all(name in str(info.value) for name in hwdevices_available())
+
+
+def test_ffmpeg_gets_host_frames_a_software_fallback_and_cudas_primary_context():
+    """Host frames: the rest of the pipeline (RGB conversion, shared memory, the model's upload)
+    is the CPU path's. Fallback: a codec NVDEC lacks is decoded on the CPU, not refused. The
+    primary context: one per process, where a context per camera would cost GPU memory each."""
+    cuda = HardwareDecoding("cuda", "1").hwaccel()
+    assert not cuda.is_hw_owned
+    assert cuda.options == {"primary_ctx": "1"}
+    assert cuda.device_id == 1
+    other = HardwareDecoding("drm").hwaccel()
+    assert not other.options
+
+
+@needs_no_cuda
+def test_without_the_device_opening_says_so_with_ffmpegs_reason(tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4")
+    with pytest.raises(HardwareDecodingError) as info:
+        open_video(clip, hwaccel="cuda")
+    message = str(info.value)
+    assert message.startswith("cannot use the cuda hardware decoder: ")
+    assert "CUDA" in message.split(":", 1)[1]  # FFmpeg's own reason, from its log
+    assert "leave out --hwaccel" in message and "\n" not in message
+    # the same file opens on the CPU: the error is about the device, not the file
+    assert len(list(open_video(clip))) > 0
+
+
+@needs_no_cuda
+def test_a_failed_check_is_not_cached_and_leaves_ffmpegs_log_level_alone():
+    level = av.logging.get_level()
+    for _ in range(2):  # a GPU that comes back later is found then
+        with pytest.raises(HardwareDecodingError):
+            HardwareDecoding("cuda").check()
+    assert av.logging.get_level() == level
+    assert hardware_module._check_device.cache_info().currsize == 0
+
+
+@pytest.mark.skipif(not cuda_decoder_opens(), reason="no CUDA video decoder here")
+def test_frames_decoded_on_the_gpu_are_the_cpus(tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4", width=256, height=128)
+    on_cpu = [frame.image for frame in open_video(clip)]
+    on_gpu = [frame.image for frame in open_video(clip, hwaccel="cuda")]
+    assert len(on_gpu) == len(on_cpu)
+    worst = max(int(np.abs(a.astype(np.int16) - b).max()) for a, b in zip(on_cpu, on_gpu))
+    assert worst <= 2  # exact decoding; only the chroma layout into RGB may differ
