@@ -3,11 +3,12 @@
 For each size, a generated H.264 clip (moving gradients and noise, so that the decoder has work)
 is decoded through :func:`streamdeq.open_video` to RGB frames, once on the CPU and once with
 ``--hwaccel`` (default cuda). Per way: frames/s of one reader, CPU seconds per frame of this
-process (what a camera costs the host's cores), and whether FFmpeg really decoded on the device
-(``is_hwaccel`` of the codec context; a codec the device lacks falls back to the CPU), and the
-CPU ms a frame of decoding alone, without the conversion to RGB. Then the
-largest pixel difference between the two ways' frames: decoding H.264 is exact, so anything but
-0 comes from the conversion to RGB (NV12 from the device, YUV 4:2:0 planar from the CPU).
+process (what a camera costs the host's cores), the CPU ms a frame of decoding alone, without
+the conversion to RGB, and the layout FFmpeg hands frames over in, which says whether the
+device really decoded (NV12 from NVDEC; a codec the device lacks falls back to the CPU's
+yuv420p). Then the largest pixel difference between the two ways' frames: decoding H.264 is
+exact, so anything but 0 comes from the conversion to RGB (NV12 from the device, YUV 4:2:0
+planar from the CPU).
 
     python benchmarks/hwdecode.py --sizes 128x256,1080x1920 --frames 240 --hwaccel cuda
     python benchmarks/hwdecode.py --hwaccel none   # the CPU's cost alone
@@ -62,7 +63,7 @@ def decode(path: Path, hwaccel: HardwareDecoding | None, keep: int) -> dict:
         "fps": round(count / wall, 1),
         "host_ms_per_frame": round(1000 * cpu / max(count, 1), 3),
         "host_ms_decode_only": decode_only_ms(path, hwaccel),
-        "on_device": on_device(path, hwaccel),
+        "frame_format": frame_format(path, hwaccel),
         "kept": kept,
     }
 
@@ -78,14 +79,11 @@ def decode_only_ms(path: Path, hwaccel: HardwareDecoding | None) -> float:
     return round(1000 * (time.process_time() - cpu) / max(count, 1), 3)
 
 
-def on_device(path: Path, hwaccel: HardwareDecoding | None) -> bool:
-    """Whether FFmpeg decodes this file on the device (checked after a first frame)."""
-    if hwaccel is None:
-        return False
-    with av.open(str(path), hwaccel=hwaccel.hwaccel()) as container:
-        stream = container.streams.video[0]
-        next(container.decode(stream))
-        return bool(stream.codec_context.is_hwaccel())
+def frame_format(path: Path, hwaccel: HardwareDecoding | None) -> str:
+    """The layout FFmpeg hands the first frame over in: a device's (NV12 from NVDEC) or the
+    software decoder's (yuv420p), which tells whether the device really decoded."""
+    with av.open(str(path), hwaccel=None if hwaccel is None else hwaccel.hwaccel()) as container:
+        return next(container.decode(video=0)).format.name
 
 
 def main() -> None:

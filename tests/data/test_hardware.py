@@ -7,6 +7,8 @@ positive path only where a CUDA decoder opens."""
 
 from __future__ import annotations
 
+import io
+
 import av
 import av.logging
 import numpy as np
@@ -95,3 +97,24 @@ def test_frames_decoded_on_the_gpu_are_the_cpus(tmp_path):
     assert len(on_gpu) == len(on_cpu)
     worst = max(int(np.abs(a.astype(np.int16) - b).max()) for a, b in zip(on_cpu, on_gpu))
     assert worst <= 2  # exact decoding; only the chroma layout into RGB may differ
+
+
+def test_a_decoder_that_opens_but_hands_the_work_to_the_cpu_is_refused(monkeypatch):
+    """NVDEC without libnvcuvid (a container without the driver's video capability): the
+    CUDA device opens, FFmpeg falls back to its software decoder without an error, and every
+    camera would load the CPU while the operator believes it decoded on the GPU."""
+    monkeypatch.setattr(hardware_module, "_open_device", lambda spec: None)
+    monkeypatch.setattr(HardwareDecoding, "hwaccel", lambda self: None)  # FFmpeg's software path
+    with pytest.raises(HardwareDecodingError) as info:
+        HardwareDecoding("cuda", "7").check()
+    message = str(info.value)
+    assert message.startswith("the cuda:7 hardware decoder opens but FFmpeg decoded on the CPU")
+    assert "NVIDIA_DRIVER_CAPABILITIES must include video" in message
+
+
+def test_the_probe_clip_decodes_in_softwares_layout():
+    """What the fallback test above compares against: FFmpeg's software H.264 decoder gives
+    planar 4:2:0, never the NV12 a device's frames come back in."""
+    with av.open(io.BytesIO(hardware_module._probe_clip())) as container:
+        formats = {frame.format.name for frame in container.decode(video=0)}
+    assert formats == {"yuv420p"}

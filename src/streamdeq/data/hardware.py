@@ -16,11 +16,15 @@ torch uses: a context of its own per camera would cost hundreds of MB of GPU mem
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import av
 import av.logging
+import numpy as np
 from av.codec import Codec
 from av.codec.hwaccel import HWAccel, hwdevices_available
 
@@ -73,27 +77,82 @@ class HardwareDecoding:
         return HWAccel(self.device_type, self.device, allow_software_fallback=True, options=options)
 
     def check(self) -> None:
-        """Open the device once (cached per process) so that a machine without it fails at
-        once with FFmpeg's reason, not at each source with an unrelated-looking error."""
+        """Open the device and decode a few frames on it, once per process (cached), so that
+        a machine without it fails at once with FFmpeg's reason, not at each source with an
+        unrelated-looking error, and a decoder that opens but silently hands the work back to
+        the CPU (NVDEC without the driver's libnvcuvid, as in a container started without
+        the ``video`` driver capability) is refused rather than left to load the cores."""
         _check_device(self.device_type, self.device)
+
+
+_SUGGESTION = (
+    "check the GPU and its driver (NVDEC needs the driver's libnvcuvid; in a container, "
+    "NVIDIA_DRIVER_CAPABILITIES must include video), or decode on the CPU (leave out --hwaccel)"
+)
 
 
 @functools.cache
 def _check_device(device_type: str, device: str | None) -> None:
     spec = HardwareDecoding(device_type, device)
+    with _ffmpeg_log() as logs:
+        try:
+            _open_device(spec)
+            on_device = _decodes_on_device(spec)
+        except (av.FFmpegError, NotImplementedError, RuntimeError) as error:
+            reason = _reason(logs) or getattr(error, "strerror", None) or str(error)
+            raise HardwareDecodingError(
+                f"cannot use the {spec} hardware decoder: {reason}; {_SUGGESTION}"
+            ) from None
+    if not on_device:
+        reason = _reason(logs) or "FFmpeg gave no reason"
+        raise HardwareDecodingError(
+            f"the {spec} hardware decoder opens but FFmpeg decoded on the CPU ({reason}); "
+            f"{_SUGGESTION}"
+        )
+
+
+@contextlib.contextmanager
+def _ffmpeg_log() -> Iterator[list[tuple[int, str, str]]]:
+    """FFmpeg's error messages meanwhile, in this thread: its reasons are only in its log."""
     level = av.logging.get_level()
-    av.logging.set_level(av.logging.ERROR)  # FFmpeg's reason is only in its log
+    av.logging.set_level(av.logging.ERROR)
     try:
         with av.logging.Capture() as logs:
-            try:
-                spec.hwaccel().create(Codec(_CHECK_CODEC, "r"))
-            except (av.FFmpegError, NotImplementedError, RuntimeError) as error:
-                reason = "; ".join(message.strip() for _, _, message in logs if message.strip())
-                raise HardwareDecodingError(
-                    f"cannot use the {spec} hardware decoder: "
-                    f"{reason or getattr(error, 'strerror', None) or error}; check the GPU and "
-                    "its driver (NVDEC needs the driver's libnvcuvid), or decode on the CPU "
-                    "(leave out --hwaccel)"
-                ) from None
+            yield logs
     finally:
         av.logging.set_level(level)
+
+
+def _reason(logs: list[tuple[int, str, str]]) -> str:
+    return "; ".join(message.strip() for _, _, message in logs if message.strip())
+
+
+def _open_device(spec: HardwareDecoding) -> None:
+    spec.hwaccel().create(Codec(_CHECK_CODEC, "r"))
+
+
+def _decodes_on_device(spec: HardwareDecoding) -> bool:
+    """Whether a probe clip's frames come from the device: frames copied back from a device
+    arrive in its layout (NV12 from NVDEC), which FFmpeg's software H.264 decoder never gives
+    (planar YUV 4:2:0), so the same layout both ways means FFmpeg fell back to the CPU."""
+    clip = _probe_clip()
+    formats = []
+    for hwaccel in (None, spec.hwaccel()):
+        with av.open(io.BytesIO(clip), hwaccel=hwaccel) as container:
+            formats.append(next(container.decode(video=0)).format.name)
+    return formats[0] != formats[1]
+
+
+@functools.cache
+def _probe_clip() -> bytes:
+    """A few 128x128 H.264 frames (every hardware decoder's minimum size is below that)."""
+    target = io.BytesIO()
+    with av.open(target, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width = stream.height = 128
+        stream.pix_fmt = "yuv420p"
+        for shade in range(0, 200, 50):
+            image = np.full((128, 128, 3), shade, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    return target.getvalue()
