@@ -1,8 +1,9 @@
 """Decoding video on a GPU's decoder (NVDEC and the like) through FFmpeg's hardware acceleration.
 
 Why: every camera's every frame is decoded whether the model takes it or not, and at 1080p
-that is several milliseconds of CPU a frame, so dozens of cameras need more cores for decoding
-than for anything else. A GPU's video decoder does that work beside its compute units.
+that is over ten milliseconds of CPU a frame (0.4 cores for a 30 frames/s camera on this
+project's CPU; benchmarks/hwdecode.py), so dozens of cameras need more cores for decoding than
+for anything else. A GPU's video decoder does that work beside its compute units.
 
 What it does and does not do: FFmpeg decodes on the device, and each frame is copied back to
 the host (NV12) and converted to RGB there, as a software-decoded one is; so the CPU still
