@@ -13,7 +13,6 @@ from pathlib import Path
 
 import av
 import pytest
-from av.codec.hwaccel import hwdevices_available
 
 from ..data.clips import gradient_frame, write_clip
 from ..data.live import live_server, mpegts_bytes
@@ -141,10 +140,11 @@ def test_hwaccel_without_the_gpu_decoder_is_one_line_and_nothing_written(checkpo
     assert not out.exists() and not list(tmp_path.glob("out*"))
 
 
-def test_an_unknown_hwaccel_is_one_line(checkpoint, tmp_path):
-    done = cli(checkpoint, str(write_clip(tmp_path / "clip.mp4")), "--hwaccel", "nvdec")
+@pytest.mark.parametrize("value", ["nvdec", "cuda:x"])
+def test_an_unknown_hwaccel_is_one_line(checkpoint, tmp_path, value):
+    done = cli(checkpoint, str(write_clip(tmp_path / "clip.mp4")), "--hwaccel", value)
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        "streamdeq: error: unknown hardware decoder 'nvdec'; this FFmpeg build has "
-        f"{', '.join(hwdevices_available())} (e.g. cuda or cuda:1)"
+        f"streamdeq: error: unknown hardware decoder {value!r}; use cuda (NVIDIA's NVDEC, on "
+        "the model's GPU) or cuda:N (GPU number N)"
     )

@@ -31,6 +31,8 @@ from av.codec.hwaccel import HWAccel, hwdevices_available
 
 from .errors import HardwareDecodingError
 
+#: The device types accepted: FFmpeg's name of NVIDIA's decoder (NVDEC).
+SUPPORTED = ("cuda",)
 #: The codec a device is checked with: the one every hardware decoder has.
 _CHECK_CODEC = "h264"
 
@@ -40,10 +42,9 @@ class HardwareDecoding:
     """Which hardware decoder to use: FFmpeg's device type and, optionally, which device.
 
     Attributes:
-        device_type: FFmpeg's name of the device type, "cuda" for NVIDIA's NVDEC (others:
-            "vaapi", "qsv", "drm", ... as this FFmpeg build has them).
-        device: which device of that type: a GPU index for cuda ("1"), a device node for
-            vaapi ("/dev/dri/renderD128"); None: FFmpeg's default (the first).
+        device_type: FFmpeg's name of the device type: "cuda", NVIDIA's NVDEC.
+        device: which device of that type, a GPU number ("1"); None: FFmpeg's default (the
+            first).
     """
 
     device_type: str
@@ -51,22 +52,28 @@ class HardwareDecoding:
 
     @classmethod
     def parse(cls, text: str, *, cuda_index: int | None = None) -> HardwareDecoding:
-        """``"cuda"``, ``"cuda:1"`` or ``"vaapi:/dev/dri/renderD128"``; a device type this
-        FFmpeg build lacks raises :class:`HardwareDecodingError` listing those it has.
+        """``"cuda"`` or ``"cuda:N"``; anything else raises :class:`HardwareDecodingError`.
 
-        ``cuda_index``: the GPU a plain ``"cuda"`` means (the model's, so that decoded frames
-        and the model share a GPU); None: FFmpeg's default, the first."""
-        device_type, _, device = text.strip().partition(":")
+        Only NVIDIA's decoder is accepted: it is the one this project checks (on a GPU
+        machine, benchmarks/hwdecode.py); FFmpeg's other device types (qsv, vaapi, ...) would
+        need their own checks and advice. ``cuda_index``: the GPU a plain ``"cuda"`` means (the
+        model's, so that decoded frames and the model share a GPU); None: FFmpeg's default,
+        the first."""
+        device_type, colon, device = text.strip().partition(":")
         device_type = device_type.lower()
-        available = hwdevices_available()
-        if device_type not in available:
+        if device_type not in SUPPORTED or (colon and not device.isdigit()):
             raise HardwareDecodingError(
-                f"unknown hardware decoder {text!r}; this FFmpeg build has "
-                f"{', '.join(available) or 'none'} (e.g. cuda or cuda:1)"
+                f"unknown hardware decoder {text!r}; use cuda (NVIDIA's NVDEC, on the model's "
+                "GPU) or cuda:N (GPU number N)"
             )
-        if not device and device_type == "cuda" and cuda_index is not None:
+        if device_type not in hwdevices_available():
+            raise HardwareDecodingError(
+                f"this FFmpeg build has no {device_type} hardware decoding; decode on the CPU "
+                "(leave out --hwaccel)"
+            )
+        if not colon and cuda_index is not None:
             device = str(cuda_index)
-        return cls(device_type, device or None)
+        return cls(device_type, str(int(device)) if device else None)
 
     def __str__(self) -> str:
         return self.device_type if self.device is None else f"{self.device_type}:{self.device}"

@@ -596,9 +596,9 @@ def open_video(
             count it in ``dropped`` and go on).
         reconnect: for live stream URLs, seconds to keep trying to open the stream again after
             it ends or breaks off (0: the end of the connection is the end of the stream).
-        hwaccel: decode video files and streams on a hardware decoder, e.g. ``"cuda"`` (NVDEC)
-            or ``"cuda:1"`` (see :mod:`streamdeq.data.hardware`); image folders are decoded on
-            the CPU regardless. None: on the CPU.
+        hwaccel: decode video files and streams on NVIDIA's decoder (NVDEC): ``"cuda"`` or
+            ``"cuda:1"`` (see :mod:`streamdeq.data.hardware`); checked even for an image
+            folder, whose images are decoded on the CPU. None: on the CPU.
 
     Raises:
         InputNotFoundError, InputNotReadableError, NotAVideoError, NoImagesError,
@@ -609,6 +609,8 @@ def open_video(
     """
     if isinstance(hwaccel, str):
         hwaccel = HardwareDecoding.parse(hwaccel)
+    if hwaccel is not None:  # asked for, it must work, whatever this source turns out to be
+        hwaccel.check()
     text = os.fspath(source)
     if text.startswith("file://"):
         text = text.removeprefix("file://")
