@@ -1,16 +1,19 @@
 """The service's limits and what its settings show: M capped at the model's N (also in a state
-file), the default M shown as the setting it is, upper-case URL schemes, over-long ids, and
-the resets counter across a file's loops."""
+file), state-file streams skipped but kept, checked against today's source policy, one service
+per state file, the default M shown as the setting it is, upper-case URL schemes, over-long
+ids, and the resets counter across a file's loops."""
 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from streamdeq.errors import SettingsError
 from streamdeq.serve import NotFoundError
 from streamdeq.serve.config import load_state
+from streamdeq.serve.security import SourcePolicy
 from streamdeq.serve.settings import DEFAULT_SETTINGS as DEFAULTS
 from streamdeq.serve.settings import MAX_BUDGET_MS, merge_settings
 from streamdeq.stream import DEFAULT_ITERS
@@ -55,7 +58,8 @@ def test_iters_are_capped_at_the_models_full_solve(idle, tmp_path):
         idle.add_stream(str(clip_file(tmp_path)), stream_id="big", settings={"iters": N + 1})
 
 
-def test_a_state_file_with_an_out_of_range_setting_skips_that_stream(tmp_path):
+def test_a_state_file_with_an_out_of_range_setting_skips_that_stream_but_keeps_it(tmp_path):
+    """Skipped, not lost: the same file under another model (a larger N) starts it again."""
     clip = str(clip_file(tmp_path))
     entries = [
         {"id": "huge", "source": clip, "loop": False, "settings": {"iters": 2000}},
@@ -67,11 +71,94 @@ def test_a_state_file_with_an_out_of_range_setting_skips_that_stream(tmp_path):
     service.start()
     try:
         assert [info["id"] for info in service.streams()] == ["fine"]
-        notice, kept = service.notices
-        assert "'huge' skipped" in notice and f"at most {N}" in notice
-        assert kept.endswith(f"kept in {state}.bak")
+        (notice,) = service.notices
+        assert "'huge' skipped, kept in the file" in notice and f"at most {N}" in notice
+        service.add_stream(clip, stream_id="new", persist=True)  # the file is rewritten
+        saved = json.loads(state.read_text())["streams"]
+        assert [entry["id"] for entry in saved] == ["fine", "new", "huge"]
+        assert saved[2] == entries[0]
     finally:
         service.stop()
+    assert not state.with_name(state.name + ".bak").exists()  # nothing was dropped
+
+
+def test_streams_over_a_lowered_limit_come_back_when_it_is_raised(tmp_path):
+    clip = str(clip_file(tmp_path))
+    state = tmp_path / "streams.state.json"
+    entries = [{"id": f"cam{n}", "source": clip, "loop": False, "settings": {}} for n in range(3)]
+    state.write_text(json.dumps({"version": 1, "streams": entries}))
+    small = make_service(bundled_model(), tmp_path, max_streams=1)
+    small.start()
+    try:
+        assert [info["id"] for info in small.streams()] == ["cam0"]
+        small.remove_stream("cam0")  # a change: the file is rewritten without cam0 only
+    finally:
+        small.stop()
+    assert [e["id"] for e in json.loads(state.read_text())["streams"]] == ["cam1", "cam2"]
+    large = make_service(bundled_model(), tmp_path, max_streams=4)
+    large.start()
+    try:
+        assert sorted(info["id"] for info in large.streams()) == ["cam1", "cam2"]
+        assert not large.notices
+    finally:
+        large.stop()
+
+
+def test_a_stream_added_since_under_a_kept_id_replaces_the_kept_one(tmp_path):
+    clip = str(clip_file(tmp_path))
+    state = tmp_path / "streams.state.json"
+    kept = {"id": "gate", "source": clip, "loop": False, "settings": {"iters": 2000}}
+    state.write_text(json.dumps({"version": 1, "streams": [kept]}))
+    service = make_service(bundled_model(), tmp_path)
+    service.start()
+    try:
+        service.add_stream(clip, stream_id="gate", loop=True, persist=True)
+    finally:
+        service.stop()
+    (saved,) = json.loads(state.read_text())["streams"]
+    assert saved["id"] == "gate" and saved["loop"] is True
+
+
+def test_state_file_sources_pass_the_apis_policy_of_today(tmp_path):
+    """They were added through the API: an operator who has since dropped --media-root, or
+    narrowed it, does not get them back behind the policy's back."""
+    root, elsewhere = tmp_path / "media", tmp_path / "other"
+    root.mkdir()
+    elsewhere.mkdir()
+    inside, outside = clip_file(root), clip_file(elsewhere)
+    entries = [
+        {"id": "inside", "source": str(inside), "loop": False, "settings": {}},
+        {"id": "outside", "source": str(outside), "loop": False, "settings": {}},
+    ]
+    state = tmp_path / "streams.state.json"
+    state.write_text(json.dumps({"version": 1, "streams": entries}))
+    service = make_service(bundled_model(), tmp_path)
+    service.start(check_source=SourcePolicy(media_root=root).check)
+    try:
+        assert [info["id"] for info in service.streams()] == ["inside"]
+        (notice,) = service.notices
+        assert (
+            "'outside' skipped, kept in the file" in notice and "outside the media root" in notice
+        )
+    finally:
+        service.stop()
+
+
+def test_one_state_file_serves_one_service_at_a_time(tmp_path):
+    """Two would each rewrite it with only their own streams: the later writer's file would
+    lose the other's streams."""
+    first = make_service(bundled_model(), tmp_path)
+    second = make_service(bundled_model(), tmp_path)
+    first.start()
+    try:
+        with pytest.raises(
+            SettingsError, match=f"in use by another streamdeq serve .pid {os.getpid()}"
+        ):
+            second.start()
+    finally:
+        first.stop()
+    second.start()  # free once the first has stopped
+    second.stop()
 
 
 def test_a_structurally_broken_state_file_entry_skips_that_entry_only(tmp_path):

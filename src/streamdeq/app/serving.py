@@ -271,10 +271,10 @@ def _serve_on(
     service = build_service(options, config)
     try:
         add_startup_streams(service, options, config)
+        service.start(check_source=policy.check)  # the state file's streams came from the API
     except BaseException:
         service.stop(options.stop_timeout)
         raise
-    service.start()
     for notice in service.notices:
         print(f"streamdeq: note: {notice}", file=sys.stderr)
     app = create_app(

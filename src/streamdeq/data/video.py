@@ -493,9 +493,10 @@ class ContainerSource(VideoSource):
     def _failure(self, frames_read: int, reason: str | None) -> CorruptVideoError:
         name = display_source(self.source)
         what = "stream broke off" if _is_url(self.source) else "video is truncated or damaged"
+        usable = "the frames before the failure are usable" if frames_read else "no frame came"
         return CorruptVideoError(
             f"{name}: {what} after {frames_read} good frames ({reason or 'decode error'}); "
-            "the frames before the failure are usable",
+            + usable,
             source=self.source,
             frames_read=frames_read,
         )

@@ -28,6 +28,11 @@ from typing import Any
 
 import yaml
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no state file lock
+    fcntl = None  # type: ignore[assignment]
+
 from ..data.sinks import fsync_folder
 from ..errors import SettingsError
 from .errors import json_words
@@ -190,6 +195,48 @@ def save_state(path: Path, streams: list[StreamSpec]) -> None:
         {"version": STATE_VERSION, "streams": [s.as_dict() for s in streams]}, indent=2
     )
     _write_atomically(Path(path), (text + "\n").encode())
+
+
+class StateFileLock:
+    """One service per state file: two would each rewrite it with only their own streams,
+    and whichever wrote last would lose the other's (two ``streamdeq serve`` started in one
+    folder share the default file). An advisory lock on ``.<name>.lock`` beside the file,
+    held while the service runs; the kernel drops it when the process ends, however it ends,
+    so a crashed server never locks out the next. POSIX only (elsewhere: no lock)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(f".{self.path.name}.lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise SettingsError naming the server that holds it."""
+        if fcntl is None or self._fd is not None:
+            return
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as error:
+            raise SettingsError(
+                f"state file {self.path}: cannot create {self.lock_path.name} beside it "
+                f"({error.strerror}); give a --state-file in a folder this user may write"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise SettingsError(
+                f"state file {self.path} is in use by another streamdeq serve (pid {holder}); "
+                "give each server its own --state-file"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the lock
+            self._fd = None
 
 
 def back_up_state(path: Path, content: bytes) -> Path:

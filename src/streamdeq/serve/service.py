@@ -26,7 +26,8 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,7 +40,14 @@ from ..stream import StreamSettings
 from ..stream.frames import PreprocessSettings
 from ..tasks import model_task_name, renderer_for
 from ..validation import check_int
-from .config import StreamSpec, back_up_state, parse_state, read_state, save_state
+from .config import (
+    StateFileLock,
+    StreamSpec,
+    back_up_state,
+    parse_state,
+    read_state,
+    save_state,
+)
 from .decoders import DecoderPool, auto_processes
 from .errors import ConflictError, LimitError, NotFoundError, ServiceError, quoted
 from .lanes import Lane, LaneBatch, ServedStream, TickResult
@@ -117,6 +125,7 @@ class Service:
         self.model_name = model_name or type(model).__name__
         self.max_streams = max_streams
         self.state_file = Path(state_file) if state_file is not None else None
+        self._state_lock = StateFileLock(self.state_file) if self.state_file is not None else None
         self.jpeg_quality = jpeg_quality
         self.source_options = check_source_options(source_options)
         self.base = stream_base if stream_base is not None else _base_settings(model)
@@ -124,6 +133,7 @@ class Service:
         self.max_iters = max_iters_for(model, self.base)
         self.defaults = merge_settings(DEFAULT_SETTINGS, defaults or {}, max_iters=self.max_iters)
         self.notices: list[str] = []  # what start() skipped, for the command line to show
+        self._kept: list[StreamSpec] = []  # state-file streams skipped at start, kept there
         self._summarize = summarizer_for(self.task, model)
         self._decoders = (
             DecoderPool(decoder_processes, on_frame=self._wake_lanes) if decoder_processes else None
@@ -147,31 +157,53 @@ class Service:
 
     # ------------------------------------------------------------------ life cycle
 
-    def start(self) -> None:
-        """Start the engine lanes and the sources; bring back the streams of the state file
-        (one whose id is taken by a stream added before start, whose source or settings are no
-        longer accepted, or whose entry is broken, is skipped with a line in ``notices``, and
-        the file as it was is kept beside it as ``<name>.bak``)."""
+    def start(self, check_source: Callable[[str], str] | None = None) -> None:
+        """Start the engine lanes and the sources; bring back the streams of the state file.
+
+        Those streams were added through the API, so with ``check_source`` (the API's
+        :meth:`SourcePolicy.check <streamdeq.serve.security.SourcePolicy.check>`) each source
+        passes the policy of today again: an operator who narrowed it (no ``--media-root`` any
+        more, fewer schemes or hosts) does not get them back behind its back. A stream refused
+        (that, its id taken by a stream added before start, its settings no longer accepted,
+        the most streams reached) is skipped with a line in ``notices`` and stays in the file,
+        to come back at a later start that accepts it; an entry broken in itself is dropped
+        from the file, which is kept as it was beside it as ``<name>.bak``."""
         with self._lock:
             if self._status != "starting":
                 raise ServiceError(f"the service is {self._status}; start it once")
-            before = len(self.notices)
-            original = None if self.state_file is None else read_state(self.state_file)
-            saved = [] if original is None else parse_state(original, self.state_file, self.notices)
-            for spec in saved:
-                try:
-                    self.add_spec(spec, persist=True)
-                except (ServiceError, SettingsError) as error:
-                    self.notices.append(f"state file: stream {spec.id!r} skipped: {error}")
-            if len(self.notices) > before and original is not None:
-                backup = back_up_state(self.state_file, original)
-                self.notices.append(f"state file: the file as it was is kept in {backup}")
+            if self._state_lock is not None:
+                self._state_lock.acquire()
+            try:
+                self._restore_state(check_source)
+            except BaseException:
+                if self._state_lock is not None:
+                    self._state_lock.release()
+                raise
             self._status = "ok"
             streams = list(self._streams.values())
         for lane in self._lanes.values():
             lane.start()
         for stream in streams:
             stream.reader.start()
+
+    def _restore_state(self, check_source: Callable[[str], str] | None) -> None:
+        before = len(self.notices)
+        original = None if self.state_file is None else read_state(self.state_file)
+        saved = [] if original is None else parse_state(original, self.state_file, self.notices)
+        broken = len(self.notices) > before
+        for spec in saved:
+            try:
+                if check_source is not None:
+                    spec = replace(spec, source=check_source(spec.source))
+                self.add_spec(spec, persist=True)
+            except (ServiceError, SettingsError) as error:
+                self.notices.append(
+                    f"state file: stream {spec.id!r} skipped, kept in the file: {error}"
+                )
+                self._kept.append(spec)
+        if broken and original is not None:
+            backup = back_up_state(self.state_file, original)
+            self.notices.append(f"state file: the file as it was is kept in {backup}")
 
     def stop(self, timeout: float = 5.0) -> None:
         """Drain: let each lane finish its tick (at most ``timeout`` s), stop the sources,
@@ -193,6 +225,8 @@ class Service:
             self._decoders.close(max(0.5, deadline - time.monotonic()))
         for subscription in subscribers:
             subscription.close()
+        if self._state_lock is not None:
+            self._state_lock.release()
 
     # ------------------------------------------------------------------ streams
 
@@ -571,6 +605,8 @@ class Service:
         return candidate
 
     def _save_state(self) -> None:
+        """The API's streams, and after them those skipped at start (unless a stream added
+        since has taken the id: the newer one is what the operator wants under it)."""
         if self.state_file is None:
             return
         specs = [
@@ -578,7 +614,9 @@ class Service:
             for s in self._streams.values()
             if s.persist
         ]
-        save_state(self.state_file, specs)
+        taken = {spec.id for spec in specs}
+        self._kept = [spec for spec in self._kept if spec.id not in taken]
+        save_state(self.state_file, specs + self._kept)
 
 
 def _base_settings(model: Any) -> StreamSettings:
