@@ -278,3 +278,16 @@ def test_the_server_hands_free_heap_pages_back_while_it_serves(monkeypatch, tmp_
     options = serving.ServeOptions(port=0, device="cpu", state_file=tmp_path / "state.json")
     serving.serve(options, end_by_signal=lambda signum: None)
     assert events == ["releaser started", "serving", "releaser stopped"]
+
+
+def test_the_start_line_names_this_machine_when_bound_to_every_interface():
+    """0.0.0.0 is no address a browser on another machine can open."""
+    from streamdeq.app.serving import listening_url
+
+    with socket.create_server(("0.0.0.0", 0)) as everywhere:
+        port = everywhere.getsockname()[1]
+        assert (
+            listening_url(everywhere) == f"http://{socket.gethostname()}:{port}/ (all interfaces)"
+        )
+    with socket.create_server(("127.0.0.1", 0)) as loopback:
+        assert listening_url(loopback) == f"http://127.0.0.1:{loopback.getsockname()[1]}/"

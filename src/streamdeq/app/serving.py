@@ -172,8 +172,11 @@ def _reason(error: BaseException) -> str:
 
 
 def listening_url(listener: socket.socket) -> str:
-    """The address the page is at, with the port actually bound."""
+    """The address the page is at, with the port actually bound. Bound to every interface
+    (0.0.0.0, ::), which is no address a browser can open, it names this machine instead."""
     host, port = listener.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):
+        return f"http://{socket.gethostname()}:{port}/ (all interfaces)"
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}/"
 
