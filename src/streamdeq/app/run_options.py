@@ -162,9 +162,9 @@ class RunOptions:
             kept, or one int for the short side (``PreprocessSettings.resize``); None: the
             inference size the weights declare, else the frame's own. The overlay video, the
             boxes and the stats stay in the source video's pixels.
-        hwaccel: decode on a hardware decoder: "cuda" (NVDEC, on the GPU of ``device`` when
-            that is a CUDA device), "cuda:N", or another FFmpeg device type
-            (:class:`~streamdeq.data.HardwareDecoding`); None: on the CPU.
+        hwaccel: decode on NVIDIA's decoder: "cuda" (NVDEC, on the GPU of ``device`` when
+            that is a CUDA device) or "cuda:N" (:class:`~streamdeq.data.HardwareDecoding`);
+            None: on the CPU.
         stop_timeout: seconds a stop signal (Ctrl-C, SIGTERM, SIGHUP) waits for the frame in
             progress before the outputs are finished without it: below the grace period of
             service managers and container runtimes (Docker: 10 s), so they never kill a run

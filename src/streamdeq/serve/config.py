@@ -241,8 +241,8 @@ class StateFileLock:
 
 def back_up_state(path: Path, content: bytes) -> Path:
     """Keep ``content`` (a state file as it was read) beside it as ``<name>.bak``, atomically;
-    returns that path. Why: streams skipped at start are gone from the state file at its next
-    rewrite, and an entry that was only mistyped should not be lost with them."""
+    returns that path. Why: entries too broken to read as streams are gone from the state file
+    at its next rewrite, and one that was only mistyped should not be lost with them."""
     backup = Path(path).with_name(Path(path).name + ".bak")
     _write_atomically(backup, content)
     return backup

@@ -164,8 +164,8 @@ class Service:
         :meth:`SourcePolicy.check <streamdeq.serve.security.SourcePolicy.check>`) each source
         passes the policy of today again: an operator who narrowed it (no ``--media-root`` any
         more, fewer schemes or hosts) does not get them back behind its back. A stream refused
-        (that, its id taken by a stream added before start, its settings no longer accepted,
-        the most streams reached) is skipped with a line in ``notices`` and stays in the file,
+        (by that policy, its id taken by a stream added before start, its settings no longer
+        accepted, the most streams reached) is skipped with a line in ``notices`` and stays in the file,
         to come back at a later start that accepts it; an entry broken in itself is dropped
         from the file, which is kept as it was beside it as ``<name>.bak``."""
         with self._lock:
