@@ -49,7 +49,7 @@ def test_a_plain_cuda_follows_the_models_gpu_but_an_explicit_one_stays():
 
 
 @pytest.mark.parametrize(
-    "text", ["nvdec", "qsv", "cuda:x", "cuda:1.5", "cuda:0:1", "cuda:-1", "cuda:"]
+    "text", ["nvdec", "qsv", "cuda:x", "cuda:1.5", "cuda:0:1", "cuda:-1", "cuda:", "cuda:\u00b2"]
 )
 def test_anything_but_cuda_or_cuda_n_is_refused_in_one_line(text):
     """Only NVDEC is checked by this project, and PyAV would raise a bare ValueError on a

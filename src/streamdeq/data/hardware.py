@@ -61,7 +61,7 @@ class HardwareDecoding:
         the first."""
         device_type, colon, device = text.strip().partition(":")
         device_type = device_type.lower()
-        if device_type not in SUPPORTED or (colon and not device.isdigit()):
+        if device_type not in SUPPORTED or (colon and not (device.isascii() and device.isdigit())):
             raise HardwareDecodingError(
                 f"unknown hardware decoder {text!r}; use cuda (NVIDIA's NVDEC, on the model's "
                 "GPU) or cuda:N (GPU number N)"
