@@ -316,10 +316,8 @@ class ContainerSource(VideoSource):
             self._container = None
 
     def _open(self) -> av.container.InputContainer:
-        hwaccel = None
-        if self._hwaccel is not None:
-            self._hwaccel.check()  # a missing device is its own error, not the file's
-            hwaccel = self._hwaccel.hwaccel()
+        # the device was checked by open_video: a missing one is its own error, not the file's
+        hwaccel = None if self._hwaccel is None else self._hwaccel.hwaccel()
         try:
             container = av.open(
                 self.source, options=self._options, timeout=self._timeout, hwaccel=hwaccel
@@ -604,7 +602,7 @@ def open_video(
     Raises:
         InputNotFoundError, InputNotReadableError, NotAVideoError, NoImagesError,
         StreamOpenError, CorruptVideoError (a file that starts like a video but cannot be opened),
-        HardwareDecodingError (``hwaccel`` unknown to this FFmpeg, or its device does not open).
+        HardwareDecodingError (``hwaccel`` not cuda or cuda:N, or its device does not decode).
         Iteration raises CorruptVideoError where the input cannot go on (truncated, broken off,
         nothing decodable; under ``strict``, the first frame that does not decode).
     """
