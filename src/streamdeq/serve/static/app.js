@@ -10,6 +10,9 @@ const HISTORY = 120; // points per sparkline
 const MIN_OVERLAY_MS = 100; // at most ~10 overlay refreshes a second per tile
 const POLL_MS = 2000; // stream list refresh (states, streams added elsewhere)
 const tiles = new Map(); // stream id -> tile state
+// Counts removals sent and finished: a stream list requested before a removal ended may still
+// hold the removed stream, and must not bring its tile back (nor fetch its result: a 404).
+let removals = 0;
 // What the banner says: the first of these that is set. A missing or wrong token outranks the
 // rest (without it no picture or result can show), and a stream list that loads must not clear
 // what the event stream or a refused request reported.
@@ -130,12 +133,14 @@ function bindControls(tile) {
     }
     clearTimeout(tile.removeArmed);
     stopOverlays(tile); // no overlay request may reach the server after the stream is gone
+    removals += 1;
     api("DELETE", `/api/streams/${encodeURIComponent(tile.id)}`)
       .then(() => dropTile(tile.id))
       .catch((error) => {
         tile.removing = false;
         showTileError(tile, error.message);
-      });
+      })
+      .finally(() => (removals += 1));
   });
 }
 
@@ -351,7 +356,9 @@ function onSummary(summary) {
 
 async function loadStreams() {
   try {
+    const before = removals;
     const infos = await api("GET", "/api/streams");
+    if (removals !== before) return; // it may list a stream removed meanwhile: the next poll
     const seen = new Set();
     for (const info of infos) {
       seen.add(info.id);
